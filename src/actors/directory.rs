@@ -1,0 +1,183 @@
+//! Finds organization actors by id and authenticates API keys without an actor hop.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use actix::{Actor, Arbiter, ArbiterHandle};
+use dashmap::DashMap;
+
+use super::org_actor::OrgActor;
+use super::{clock, ActorError, OrgHandle};
+use crate::domain::ids::mint;
+use crate::domain::{
+    ApiKey, DomainError, Email, KeyId, Member, MemberId, OrgId, OrgState, Scope, Scopes, Timestamp,
+};
+use crate::secrets::{self, mint_key};
+use crate::store::{Recovered, Store};
+
+/// What authentication needs to know of a key, kept beside the actors.
+#[derive(Debug, Clone)]
+pub struct KeyEntry {
+    pub org: OrgId,
+    pub member: MemberId,
+    pub scopes: Scopes,
+    pub expires_at: Option<Timestamp>,
+    hash: [u8; 32],
+}
+
+/// A read-only (to HTTP) index of every live key; written only by the owning actors.
+#[derive(Default)]
+pub(super) struct KeyIndex(DashMap<KeyId, KeyEntry>);
+
+impl KeyIndex {
+    pub(super) fn insert(&self, org: &OrgId, key: &ApiKey) {
+        let mut hash = [0u8; 32];
+        if hex::decode_to_slice(&key.hash, &mut hash).is_err() {
+            tracing::warn!(key = %key.id, "stored key hash is not hex; key disabled");
+            return;
+        }
+        self.0.insert(
+            key.id.clone(),
+            KeyEntry {
+                org: org.clone(),
+                member: key.member.clone(),
+                scopes: Scopes::from_list(&key.scopes),
+                expires_at: key.expires_at,
+                hash,
+            },
+        );
+    }
+
+    pub(super) fn remove(&self, id: &KeyId) {
+        self.0.remove(id);
+    }
+}
+
+/// A new organization as its founder sees it once.
+pub struct FoundedOrg {
+    pub id: OrgId,
+    pub name: String,
+    pub owner: Member,
+    pub owner_key: String,
+}
+
+/// The registry of organization actors.
+pub struct Directory {
+    orgs: DashMap<OrgId, OrgHandle>,
+    keys: Arc<KeyIndex>,
+    store: Store,
+    arbiters: Vec<ArbiterHandle>,
+    next_arbiter: AtomicUsize,
+    snapshot_every: u64,
+}
+
+impl Directory {
+    /// Starts an actor for every recovered organization, spread over `threads` arbiters.
+    /// Must run inside an actix system.
+    pub fn start(
+        store: Store,
+        recovered: Vec<Recovered>,
+        threads: usize,
+        snapshot_every: u64,
+    ) -> Directory {
+        let arbiters = (0..threads.max(1))
+            .map(|_| Arbiter::new().handle())
+            .collect();
+        let directory = Directory {
+            orgs: DashMap::new(),
+            keys: Arc::new(KeyIndex::default()),
+            store,
+            arbiters,
+            next_arbiter: AtomicUsize::new(0),
+            snapshot_every,
+        };
+        for r in recovered {
+            directory.spawn(r.state, r.seq, r.journal_len);
+        }
+        directory
+    }
+
+    fn spawn(&self, state: OrgState, seq: u64, journal_len: u64) -> OrgHandle {
+        let id = state.id().clone();
+        for key in state.keys() {
+            self.keys.insert(&id, key);
+        }
+        let i = self.next_arbiter.fetch_add(1, Ordering::Relaxed) % self.arbiters.len();
+        let actor = OrgActor::new(
+            state,
+            self.store.clone(),
+            self.keys.clone(),
+            seq,
+            journal_len,
+            self.snapshot_every,
+        );
+        let addr = OrgActor::start_in_arbiter(&self.arbiters[i], move |_| actor);
+        let handle = OrgHandle::new(addr);
+        self.orgs.insert(id, handle.clone());
+        handle
+    }
+
+    /// The organization with this id.
+    pub fn org(&self, id: &str) -> Option<OrgHandle> {
+        self.orgs.get(id).map(|h| h.clone())
+    }
+
+    /// The number of organizations.
+    pub fn len(&self) -> usize {
+        self.orgs.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.orgs.is_empty()
+    }
+
+    /// Creates an organization with its owner and the owner's key (admin + sessions);
+    /// answers once it is durable.
+    pub async fn found(&self, name: &str, owner_email: &str) -> Result<FoundedOrg, ActorError> {
+        let now = clock::now();
+        let email = Email::parse(owner_email).map_err(|e| match e {
+            DomainError::Invalid { message, .. } => DomainError::Invalid {
+                field: "owner_email",
+                message,
+            },
+            other => other,
+        })?;
+        let id = OrgId::new(mint(OrgId::PREFIX, now, rand::random()));
+        let owner = Member {
+            id: MemberId::new(mint(MemberId::PREFIX, now, rand::random())),
+            email,
+            name: None,
+            tenant_roles: vec![],
+            created_at: now,
+        };
+        let key = mint_key(
+            owner.id.clone(),
+            "owner".into(),
+            vec![Scope::Admin, Scope::Sessions],
+            None,
+            now,
+        );
+        let founded = OrgState::found(id.clone(), name, owner.clone(), key.key, now)?;
+        self.store.append(&id, 1, &founded.events).durable().await?;
+        let seq = founded.events.len() as u64;
+        let state = founded.value;
+        let name = state.name().to_owned();
+        let owner = state.member(&owner.id, owner.id.as_str())?.clone();
+        self.spawn(state, seq, seq);
+        Ok(FoundedOrg {
+            id,
+            name,
+            owner,
+            owner_key: key.secret,
+        })
+    }
+
+    /// The key a bearer secret belongs to, if it is live at `now`.
+    pub fn authenticate(&self, secret: &str, now: Timestamp) -> Option<KeyEntry> {
+        let id = secrets::key_id_of(secret)?;
+        let entry = self.keys.0.get(id.as_str())?;
+        let live = entry.expires_at.is_none_or(|at| now < at);
+        (live && secrets::matches(secret, &entry.hash)).then(|| entry.clone())
+    }
+}

@@ -1,0 +1,93 @@
+//! Layered configuration: the embedded `config/default.toml`, then an optional file,
+//! then `SEATKEEPER_*` environment variables (`__` separates nested keys).
+
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use serde::Deserialize;
+
+/// The defaults shipped in the binary.
+pub const DEFAULTS: &str = include_str!("../config/default.toml");
+
+/// Everything the server reads at start.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Config {
+    /// `host:port` to listen on; port 0 picks a free one.
+    pub bind: String,
+    /// Where the store and the generated operator token live.
+    pub data_dir: PathBuf,
+    /// The operator's bootstrap token; generated into the data dir when unset.
+    #[serde(default)]
+    pub operator_token: Option<String>,
+    /// Log filter, `RUST_LOG` syntax.
+    pub log: String,
+    /// HTTP worker threads; 0 means one per core.
+    pub workers: usize,
+    /// Threads the organization actors run on; 0 means half the cores, at least one.
+    pub actor_threads: usize,
+    /// Session settings.
+    pub sessions: SessionsConfig,
+    /// Store settings.
+    pub store: StoreConfig,
+}
+
+/// Session settings.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SessionsConfig {
+    /// The longest `wait_seconds` an acquire may ask for.
+    pub max_wait_seconds: u64,
+}
+
+/// Store settings.
+#[derive(Debug, Clone, Deserialize)]
+pub struct StoreConfig {
+    /// Journal length (events) after which an organization is snapshotted; the real
+    /// threshold is at least twice the organization's size, so snapshots stay amortized.
+    pub snapshot_every: u64,
+}
+
+impl Config {
+    /// Defaults, then `file` if given, then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, Box<figment::Error>> {
+        let mut figment = Figment::from(Toml::string(DEFAULTS));
+        if let Some(file) = file {
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        let mut config: Config = figment
+            .merge(Env::prefixed("SEATKEEPER_").split("__"))
+            .extract()
+            .map_err(Box::new)?;
+        if config.operator_token.as_deref().is_some_and(str::is_empty) {
+            config.operator_token = None;
+        }
+        Ok(config)
+    }
+
+    /// The embedded defaults alone (for tests, which then override fields).
+    pub fn defaults() -> Config {
+        Figment::from(Toml::string(DEFAULTS))
+            .extract()
+            .expect("embedded defaults are valid")
+    }
+
+    /// HTTP workers after resolving 0.
+    pub fn http_workers(&self) -> usize {
+        match self.workers {
+            0 => cores(),
+            n => n,
+        }
+    }
+
+    /// Actor threads after resolving 0.
+    pub fn actor_threads(&self) -> usize {
+        match self.actor_threads {
+            0 => (cores() / 2).max(1),
+            n => n,
+        }
+    }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}

@@ -1,0 +1,57 @@
+//! What a domain command can refuse, with the details a client needs to react.
+
+use thiserror::Error;
+
+/// A refused command. The HTTP layer maps each variant to one status and code.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum DomainError {
+    /// The id is unknown in this organization (or belongs to another one).
+    #[error("{what} not found")]
+    NotFound { what: &'static str },
+    /// The session does not exist any more (released, expired or never existed).
+    #[error("session not found or already ended")]
+    SessionNotFound,
+    /// The member may not do this with their tenant roles.
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// The member holds no entitlement to the product (or no pool of it exists).
+    #[error("not entitled to product {product}")]
+    NotEntitled { product: String },
+    /// Every seat the member could use is taken by a live session.
+    #[error("all {seats} seats of {product} are in use")]
+    SeatCapReached {
+        product: String,
+        seats: u32,
+        retry_after: u64,
+    },
+    /// The pool has expired; its sessions are not renewed.
+    #[error("the pool of this session has expired")]
+    PoolExpired,
+    /// The change would break an invariant or duplicate something unique.
+    #[error("{message}")]
+    Conflict { message: String, live: Option<u32> },
+    /// A well-formed value that the rules do not accept.
+    #[error("{field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+}
+
+impl DomainError {
+    /// A 422 for `field`.
+    pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+        DomainError::Invalid {
+            field,
+            message: message.into(),
+        }
+    }
+
+    /// A plain 409.
+    pub fn conflict(message: impl Into<String>) -> Self {
+        DomainError::Conflict {
+            message: message.into(),
+            live: None,
+        }
+    }
+}

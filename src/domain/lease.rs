@@ -1,0 +1,153 @@
+//! Leases (sessions) on floating pools, indexed by id, by holder and by deadline.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use super::{MemberId, PoolId, SessionId, Timestamp};
+
+/// A live session holding one seat of a floating pool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    pub id: SessionId,
+    pub member: MemberId,
+    pub product: String,
+    pub pool: PoolId,
+    pub fingerprint: Option<String>,
+    pub ttl_seconds: u32,
+    pub acquired_at: Timestamp,
+    pub expires_at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta: Option<serde_json::Value>,
+}
+
+impl Lease {
+    /// How often the holder should heartbeat: a third of the lease time, at least a second.
+    pub fn heartbeat_interval_seconds(&self) -> u32 {
+        (self.ttl_seconds / 3).max(1)
+    }
+}
+
+/// A runtime's request for a seat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcquireRequest {
+    pub member: MemberId,
+    pub product: String,
+    pub fingerprint: Option<String>,
+    pub ttl_seconds: Option<u32>,
+    pub meta: Option<serde_json::Value>,
+}
+
+/// The identity that makes acquire idempotent: one live lease per machine.
+type Holder = (MemberId, String, String);
+
+/// Every live lease of an organization with the indexes the rules need.
+///
+/// Deadlines are kept per pool in ordered sets, so expiring costs O(log n) per
+/// expired lease and never looks at the live ones, and the soonest deadline of
+/// a product (for `retry_after`) is the first element of each of its pools' sets.
+#[derive(Debug, Default, Clone)]
+pub struct Leases {
+    by_id: BTreeMap<SessionId, Lease>,
+    by_holder: HashMap<Holder, SessionId>,
+    deadlines: HashMap<PoolId, BTreeSet<(Timestamp, SessionId)>>,
+}
+
+impl Leases {
+    /// The lease with this id, if live.
+    pub fn get(&self, id: &str) -> Option<&Lease> {
+        self.by_id.get(id)
+    }
+
+    /// All live leases in id order.
+    pub fn all(&self) -> &BTreeMap<SessionId, Lease> {
+        &self.by_id
+    }
+
+    /// The number of live leases.
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    /// Whether no lease is live.
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
+    /// The live lease of this machine, if any.
+    pub fn held_by(&self, member: &MemberId, product: &str, fingerprint: &str) -> Option<&Lease> {
+        let key = (member.clone(), product.to_owned(), fingerprint.to_owned());
+        self.by_holder.get(&key).and_then(|id| self.by_id.get(id))
+    }
+
+    /// Live leases on `pool`.
+    pub fn live_in(&self, pool: &PoolId) -> u32 {
+        self.deadlines.get(pool).map_or(0, |d| d.len() as u32)
+    }
+
+    /// The soonest expiry on `pool`.
+    pub fn first_deadline_in(&self, pool: &PoolId) -> Option<Timestamp> {
+        self.deadlines.get(pool)?.first().map(|(at, _)| *at)
+    }
+
+    /// The soonest expiry of any lease.
+    pub fn next_deadline(&self) -> Option<Timestamp> {
+        self.deadlines
+            .values()
+            .filter_map(|d| d.first().map(|(at, _)| *at))
+            .min()
+    }
+
+    /// Ids of leases whose expiry is at or before `now`, soonest first.
+    pub fn expired(&self, now: Timestamp) -> Vec<SessionId> {
+        let mut out = Vec::new();
+        for set in self.deadlines.values() {
+            out.extend(
+                set.iter()
+                    .take_while(|(at, _)| *at <= now)
+                    .map(|(_, id)| id.clone()),
+            );
+        }
+        out
+    }
+
+    pub(super) fn insert(&mut self, lease: Lease) {
+        if let Some(fp) = &lease.fingerprint {
+            let key = (lease.member.clone(), lease.product.clone(), fp.clone());
+            self.by_holder.insert(key, lease.id.clone());
+        }
+        self.deadlines
+            .entry(lease.pool.clone())
+            .or_default()
+            .insert((lease.expires_at, lease.id.clone()));
+        self.by_id.insert(lease.id.clone(), lease);
+    }
+
+    pub(super) fn renew(&mut self, id: &SessionId, expires_at: Timestamp) {
+        let Some(lease) = self.by_id.get_mut(id) else {
+            return;
+        };
+        if let Some(set) = self.deadlines.get_mut(&lease.pool) {
+            set.remove(&(lease.expires_at, id.clone()));
+            set.insert((expires_at, id.clone()));
+        }
+        lease.expires_at = expires_at;
+    }
+
+    pub(super) fn remove(&mut self, id: &SessionId) -> Option<Lease> {
+        let lease = self.by_id.remove(id)?;
+        if let Some(fp) = &lease.fingerprint {
+            let key = (lease.member.clone(), lease.product.clone(), fp.clone());
+            if self.by_holder.get(&key) == Some(id) {
+                self.by_holder.remove(&key);
+            }
+        }
+        if let Some(set) = self.deadlines.get_mut(&lease.pool) {
+            set.remove(&(lease.expires_at, id.clone()));
+            if set.is_empty() {
+                self.deadlines.remove(&lease.pool);
+            }
+        }
+        Some(lease)
+    }
+}

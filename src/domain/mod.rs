@@ -1,0 +1,28 @@
+//! Pure domain rules: organizations, members, API keys, floating pools and leases.
+//!
+//! Nothing here performs I/O or reads a clock: time comes in as a [`Timestamp`]
+//! argument, new ids come in from the caller, and every change is expressed as an
+//! [`Event`] that is applied through one function ([`OrgState::apply`]), so the
+//! same code path serves live commands and recovery from the journal.
+
+pub mod error;
+pub mod event;
+pub mod ids;
+pub mod key;
+pub mod lease;
+pub mod member;
+pub mod org;
+pub mod page;
+pub mod pool;
+pub mod time;
+
+pub use error::DomainError;
+pub use event::Event;
+pub use ids::{KeyId, MemberId, OrgId, PoolId, SessionId};
+pub use key::{ApiKey, Scope, Scopes};
+pub use lease::{AcquireRequest, Lease};
+pub use member::{Email, Member, TenantRole};
+pub use org::{Acquired, Applied, OrgState, Snapshot};
+pub use page::Page;
+pub use pool::{Pool, PoolKind, PoolPatch, PoolSource, PoolSpec};
+pub use time::Timestamp;

@@ -1,0 +1,89 @@
+//! Extractors that turn bad input into the right error: malformed JSON → 400, valid
+//! JSON with wrong values → 422 naming the field, too large → 413.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::http::StatusCode;
+use actix_web::web::Bytes;
+use actix_web::{FromRequest, HttpRequest};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::error::Category;
+
+use super::ApiError;
+
+/// Request bodies above this answer 413.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// A JSON request body.
+pub struct Json<T>(pub T);
+
+impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let bytes = Bytes::from_request(req, payload);
+        Box::pin(async move {
+            let bytes = bytes.await.map_err(|e| {
+                if e.as_response_error().status_code() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::PayloadTooLarge
+                } else {
+                    ApiError::BadRequest(format!("could not read the body: {e}"))
+                }
+            })?;
+            parse(&bytes).map(Json)
+        })
+    }
+}
+
+/// Parses JSON, telling syntax errors (400) from values of the wrong shape (422).
+pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let message = inner.to_string();
+        let message = message
+            .split(" at line ")
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        match inner.classify() {
+            Category::Data => {
+                let field = match message.strip_prefix("missing field `") {
+                    Some(rest) => rest.trim_end_matches('`').to_owned(),
+                    None if path == "." => "body".to_owned(),
+                    None => path,
+                };
+                ApiError::invalid(field, message)
+            }
+            Category::Syntax | Category::Eof | Category::Io => {
+                ApiError::BadRequest(format!("malformed JSON: {message}"))
+            }
+        }
+    })?;
+    de.end()
+        .map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))?;
+    Ok(value)
+}
+
+/// `?limit=&after=` of every listing.
+#[derive(Debug, Deserialize)]
+pub struct PageQuery {
+    pub limit: Option<i64>,
+    pub after: Option<String>,
+}
+
+impl PageQuery {
+    /// The page size: default 100, at most 1000.
+    pub fn limit(&self) -> Result<usize, ApiError> {
+        match self.limit {
+            None => Ok(100),
+            Some(n @ 1..=1000) => Ok(n as usize),
+            Some(_) => Err(ApiError::invalid("limit", "must be between 1 and 1000")),
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! The wire: routes, extractors, and the mapping of errors to statuses. Handlers stay
+//! thin: parse, authorize, send one message to an organization actor, render.
+
+mod auth;
+mod body;
+mod error;
+mod keys;
+mod ops;
+mod orgs;
+mod pools;
+mod sessions;
+mod users;
+pub mod wire;
+
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{web, Error};
+
+pub use auth::Caller;
+pub use body::{Json, PageQuery, BODY_LIMIT};
+pub use error::ApiError;
+
+use crate::actors::Directory;
+use crate::telemetry::metric;
+use crate::tokens::Signer;
+
+/// What every handler shares.
+pub struct AppState {
+    pub directory: Directory,
+    pub signer: Signer,
+    /// SHA-256 of the operator's bootstrap token.
+    pub operator_hash: [u8; 32],
+    pub max_wait_seconds: u64,
+}
+
+/// Registers every route, the body limit and the JSON error handlers.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(web::PayloadConfig::new(BODY_LIMIT))
+        .app_data(
+            web::QueryConfig::default()
+                .error_handler(|e, _| ApiError::BadRequest(format!("bad query: {e}")).into()),
+        )
+        .app_data(
+            web::PathConfig::default()
+                .error_handler(|e, _| ApiError::BadRequest(format!("bad path: {e}")).into()),
+        )
+        .route("/healthz", web::get().to(ops::healthz))
+        .route("/readyz", web::get().to(ops::readyz))
+        .route("/metrics", web::get().to(ops::metrics))
+        .route("/.well-known/jwks.json", web::get().to(ops::jwks))
+        .route("/v1/sessions", web::post().to(sessions::acquire))
+        .route(
+            "/v1/sessions/{id}/heartbeat",
+            web::post().to(sessions::heartbeat),
+        )
+        .route("/v1/sessions/{id}", web::delete().to(sessions::release))
+        .route("/v1/orgs", web::post().to(orgs::create))
+        .service(
+            web::resource("/v1/orgs/{org}/users")
+                .route(web::post().to(users::create))
+                .route(web::get().to(users::list)),
+        )
+        .route("/v1/orgs/{org}/users/{user}", web::get().to(users::get))
+        .service(
+            web::resource("/v1/orgs/{org}/users/{user}/api-keys")
+                .route(web::post().to(keys::create))
+                .route(web::get().to(keys::list)),
+        )
+        .route(
+            "/v1/orgs/{org}/api-keys/{id}",
+            web::delete().to(keys::revoke),
+        )
+        .service(
+            web::resource("/v1/orgs/{org}/pools")
+                .route(web::post().to(pools::create))
+                .route(web::get().to(pools::list)),
+        )
+        .service(
+            web::resource("/v1/orgs/{org}/pools/{pool}")
+                .route(web::get().to(pools::get))
+                .route(web::patch().to(pools::update))
+                .route(web::delete().to(pools::delete)),
+        )
+        .route("/v1/orgs/{org}/sessions", web::get().to(sessions::list))
+        .route(
+            "/v1/orgs/{org}/sessions/{id}",
+            web::delete().to(sessions::end),
+        )
+        .default_service(web::to(ops::not_found));
+}
+
+/// Counts requests and times them, labelled by route pattern (never the raw path, whose
+/// ids would make every request a new series).
+pub async fn record_metrics(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let started = Instant::now();
+    let res = next.call(req).await?;
+    let route = res
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".into());
+    let method = res.request().method().as_str().to_owned();
+    let status = res.status().as_u16().to_string();
+    metrics::counter!(metric::HTTP_REQUESTS, "route" => route.clone(), "method" => method, "status" => status)
+        .increment(1);
+    metrics::histogram!(metric::HTTP_DURATION, "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    Ok(res)
+}

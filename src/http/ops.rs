@@ -1,0 +1,34 @@
+//! Unauthenticated operational routes: health, readiness, metrics, JWKS.
+
+use actix_web::{web, HttpResponse};
+use serde_json::json;
+
+use super::{ApiError, AppState};
+use crate::telemetry;
+
+/// The process is up.
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+/// The store is recovered and every organization's actor is running.
+pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ready", "organizations": state.directory.len()}))
+}
+
+/// Prometheus text exposition.
+pub async fn metrics() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(telemetry::prometheus().render())
+}
+
+/// The public keys that verify lease tokens.
+pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(state.signer.jwks())
+}
+
+/// Any path that matches no route.
+pub async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound("route"))
+}

@@ -1,0 +1,145 @@
+//! Seat pools: `/v1/orgs/{org}/pools`.
+
+use actix_web::{web, HttpResponse};
+use serde::{Deserialize, Serialize};
+
+use super::wire::{opt_time, patch_time, rfc3339, List};
+use super::{ApiError, AppState, Caller, Json, PageQuery};
+use crate::domain::{Pool, PoolKind, PoolPatch, PoolSource, PoolSpec, Timestamp};
+
+#[derive(Deserialize)]
+pub struct CreatePool {
+    product: String,
+    kind: PoolKind,
+    seats: i64,
+    #[serde(default)]
+    source: PoolSource,
+    #[serde(default, deserialize_with = "opt_time")]
+    expires_at: Option<Timestamp>,
+    #[serde(default)]
+    includes: Vec<String>,
+    entitled: Option<Vec<String>>,
+    ttl_seconds: Option<i64>,
+    max_machines: Option<i64>,
+}
+
+#[derive(Deserialize)]
+pub struct UpdatePool {
+    seats: Option<i64>,
+    #[serde(default, deserialize_with = "patch_time")]
+    expires_at: Option<Option<Timestamp>>,
+}
+
+/// A pool on the wire, with its live sessions.
+#[derive(Serialize)]
+pub struct PoolView {
+    id: String,
+    product: String,
+    kind: PoolKind,
+    seats: u32,
+    live: u32,
+    source: PoolSource,
+    expires_at: Option<String>,
+    includes: Vec<String>,
+    entitled: Option<Vec<String>>,
+    ttl_seconds: u32,
+    max_machines: u32,
+    created_at: String,
+}
+
+impl PoolView {
+    fn new((p, live): (Pool, u32)) -> PoolView {
+        PoolView {
+            id: p.id.to_string(),
+            product: p.product,
+            kind: p.kind,
+            seats: p.seats,
+            live,
+            source: p.source,
+            expires_at: p.expires_at.map(rfc3339),
+            includes: p.includes,
+            entitled: p
+                .entitled
+                .map(|list| list.into_iter().map(|m| m.to_string()).collect()),
+            ttl_seconds: p.ttl_seconds,
+            max_machines: p.max_machines,
+            created_at: rfc3339(p.created_at),
+        }
+    }
+}
+
+/// Creates a pool.
+pub async fn create(
+    state: web::Data<AppState>,
+    caller: Caller,
+    org: web::Path<String>,
+    body: Json<CreatePool>,
+) -> Result<HttpResponse, ApiError> {
+    let (org, actor) = caller.admin_of(&state, &org)?;
+    let b = body.0;
+    let spec = PoolSpec {
+        product: b.product,
+        kind: b.kind,
+        seats: b.seats,
+        source: b.source,
+        expires_at: b.expires_at,
+        includes: b.includes,
+        entitled: b.entitled,
+        ttl_seconds: b.ttl_seconds,
+        max_machines: b.max_machines,
+    };
+    let pool = org.create_pool(actor, spec).await?;
+    Ok(HttpResponse::Created().json(PoolView::new((pool, 0))))
+}
+
+/// Lists pools.
+pub async fn list(
+    state: web::Data<AppState>,
+    caller: Caller,
+    org: web::Path<String>,
+    q: web::Query<PageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let (org, actor) = caller.admin_of(&state, &org)?;
+    let page = org.pools(actor, q.after.clone(), q.limit()?).await?;
+    Ok(HttpResponse::Ok().json(List::of(page, PoolView::new)))
+}
+
+/// One pool.
+pub async fn get(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (org, id) = path.into_inner();
+    let (org, actor) = caller.admin_of(&state, &org)?;
+    Ok(HttpResponse::Ok().json(PoolView::new(org.pool(actor, id).await?)))
+}
+
+/// Changes seats or expiry.
+pub async fn update(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+    body: Json<UpdatePool>,
+) -> Result<HttpResponse, ApiError> {
+    let (org, id) = path.into_inner();
+    let (org, actor) = caller.admin_of(&state, &org)?;
+    let patch = PoolPatch {
+        seats: body.0.seats,
+        expires_at: body.0.expires_at,
+    };
+    let pool = org.update_pool(actor, id, patch).await?;
+    Ok(HttpResponse::Ok().json(PoolView::new(pool)))
+}
+
+/// Deletes a pool without live sessions.
+pub async fn delete(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (org, id) = path.into_inner();
+    let (org, actor) = caller.admin_of(&state, &org)?;
+    org.delete_pool(actor, id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

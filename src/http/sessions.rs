@@ -1,0 +1,189 @@
+//! Sessions: the runtime routes `/v1/sessions` and the admin ones under an org.
+
+use std::time::Duration;
+
+use actix_web::{web, HttpResponse};
+use serde::{Deserialize, Serialize};
+
+use super::wire::{rfc3339, List};
+use super::{ApiError, AppState, Caller, Json, PageQuery};
+use crate::domain::pool::check_product;
+use crate::domain::{AcquireRequest, Lease};
+use crate::tokens::{LeaseClaims, Signer, ISSUER};
+
+/// Longest fingerprint accepted.
+const MAX_FINGERPRINT: usize = 256;
+
+#[derive(Deserialize)]
+pub struct AcquireBody {
+    product: String,
+    fingerprint: Option<String>,
+    wait_seconds: Option<i64>,
+    ttl_seconds: Option<i64>,
+    meta: Option<serde_json::Value>,
+}
+
+#[derive(Serialize)]
+struct Granted<'a> {
+    session_id: &'a str,
+    token: String,
+    expires_at: String,
+    heartbeat_interval_seconds: u32,
+    product: &'a str,
+    pool: &'a str,
+}
+
+#[derive(Serialize)]
+struct Renewed<'a> {
+    session_id: &'a str,
+    expires_at: String,
+    token: String,
+}
+
+/// A lease as an admin lists it.
+#[derive(Serialize)]
+pub struct SessionView {
+    id: String,
+    user: String,
+    product: String,
+    pool: String,
+    fingerprint: Option<String>,
+    acquired_at: String,
+    expires_at: String,
+    meta: Option<serde_json::Value>,
+}
+
+impl From<Lease> for SessionView {
+    fn from(l: Lease) -> Self {
+        SessionView {
+            id: l.id.to_string(),
+            user: l.member.to_string(),
+            product: l.product,
+            pool: l.pool.to_string(),
+            fingerprint: l.fingerprint,
+            acquired_at: rfc3339(l.acquired_at),
+            expires_at: rfc3339(l.expires_at),
+            meta: l.meta,
+        }
+    }
+}
+
+/// The lease's token, signed on this worker thread (not in the org actor, which stays
+/// free for the next request).
+fn token(signer: &Signer, org: &str, lease: &Lease) -> String {
+    signer.sign(&LeaseClaims {
+        iss: ISSUER,
+        sub: lease.member.as_str(),
+        org,
+        product: &lease.product,
+        sid: lease.id.as_str(),
+        fp: lease.fingerprint.as_deref(),
+        iat: lease.expires_at.secs() - lease.ttl_seconds as i64,
+        exp: lease.expires_at.secs(),
+    })
+}
+
+/// Acquires a seat (201), or returns this machine's live lease (200).
+pub async fn acquire(
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: Json<AcquireBody>,
+) -> Result<HttpResponse, ApiError> {
+    let (org, key) = caller.runtime(&state)?;
+    let b = body.0;
+    check_product("product", &b.product)?;
+    if b.fingerprint
+        .as_ref()
+        .is_some_and(|f| f.is_empty() || f.len() > MAX_FINGERPRINT)
+    {
+        return Err(ApiError::invalid("fingerprint", "must be 1-256 characters"));
+    }
+    let max_wait = state.max_wait_seconds;
+    let wait = match b.wait_seconds {
+        None => 0,
+        Some(w) if (0..=max_wait as i64).contains(&w) => w as u64,
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "wait_seconds",
+                format!("must be between 0 and {max_wait}"),
+            ))
+        }
+    };
+    let ttl_seconds = match b.ttl_seconds {
+        None => None,
+        Some(t) if t >= 1 && t <= u32::MAX as i64 => Some(t as u32),
+        Some(_) => return Err(ApiError::invalid("ttl_seconds", "must be at least 1")),
+    };
+    let request = AcquireRequest {
+        member: key.member.clone(),
+        product: b.product,
+        fingerprint: b.fingerprint,
+        ttl_seconds,
+        meta: b.meta,
+    };
+    let acquired = org.acquire(request, Duration::from_secs(wait)).await?;
+    let lease = &acquired.lease;
+    let body = Granted {
+        session_id: lease.id.as_str(),
+        token: token(&state.signer, key.org.as_str(), lease),
+        expires_at: rfc3339(lease.expires_at),
+        heartbeat_interval_seconds: lease.heartbeat_interval_seconds(),
+        product: &lease.product,
+        pool: lease.pool.as_str(),
+    };
+    Ok(if acquired.fresh {
+        HttpResponse::Created().json(body)
+    } else {
+        HttpResponse::Ok().json(body)
+    })
+}
+
+/// Extends the caller's lease and answers a fresh token.
+pub async fn heartbeat(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let (org, key) = caller.runtime(&state)?;
+    let lease = org.heartbeat(key.member.clone(), id.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(Renewed {
+        session_id: lease.id.as_str(),
+        expires_at: rfc3339(lease.expires_at),
+        token: token(&state.signer, key.org.as_str(), &lease),
+    }))
+}
+
+/// Ends the caller's lease.
+pub async fn release(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let (org, key) = caller.runtime(&state)?;
+    org.release(key.member.clone(), id.into_inner()).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Lists live leases of the organization.
+pub async fn list(
+    state: web::Data<AppState>,
+    caller: Caller,
+    org: web::Path<String>,
+    q: web::Query<PageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let (org, actor) = caller.admin_of(&state, &org)?;
+    let page = org.sessions(actor, q.after.clone(), q.limit()?).await?;
+    Ok(HttpResponse::Ok().json(List::of(page, SessionView::from)))
+}
+
+/// An admin ends any member's lease.
+pub async fn end(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (org, id) = path.into_inner();
+    let (org, actor) = caller.admin_of(&state, &org)?;
+    org.end_session(actor, id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
