@@ -11,7 +11,7 @@ use super::ActorError;
 use crate::domain::ids::mint;
 use crate::domain::{
     AcquireRequest, Acquired, ApiKey, Applied, DomainError, Email, Lease, Member, MemberId,
-    OrgState, Page, Pool, PoolId, PoolPatch, PoolSpec, Scope, TenantRole, Timestamp,
+    OrgState, Page, Pool, PoolId, PoolPatch, PoolSpec, PoolStatus, Scope, TenantRole, Timestamp,
 };
 use crate::secrets::{mint_key, NewKey};
 
@@ -133,14 +133,10 @@ impl OrgHandle {
         .await
     }
 
-    /// One pool with its live session count.
-    pub async fn pool(&self, actor: MemberId, id: String) -> Result<(Pool, u32), ActorError> {
-        self.query(move |s| {
-            let pool = s.pool(&actor, &id)?.clone();
-            let live = s.live_in(&pool.id);
-            Ok((pool, live))
-        })
-        .await
+    /// One pool with its live and waiting counts.
+    pub async fn pool(&self, actor: MemberId, id: String) -> Result<PoolStatus, ActorError> {
+        self.query(move |s| Ok(s.pool_status(s.pool(&actor, &id)?)))
+            .await
     }
 
     /// A page of pools with their live session counts.
@@ -149,7 +145,7 @@ impl OrgHandle {
         actor: MemberId,
         after: Option<String>,
         limit: usize,
-    ) -> Result<Page<(Pool, u32)>, ActorError> {
+    ) -> Result<Page<PoolStatus>, ActorError> {
         self.query(move |s| s.pools(&actor, after.as_deref(), limit))
             .await
     }
@@ -160,12 +156,11 @@ impl OrgHandle {
         actor: MemberId,
         id: String,
         patch: PoolPatch,
-    ) -> Result<(Pool, u32), ActorError> {
+    ) -> Result<PoolStatus, ActorError> {
         self.command(move |s, now| {
             let applied = s.update_pool(&actor, &id, patch, now)?;
-            let live = s.live_in(&applied.value.id);
             Ok(Applied {
-                value: (applied.value, live),
+                value: s.pool_status(&applied.value),
                 events: applied.events,
             })
         })

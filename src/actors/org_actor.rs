@@ -192,11 +192,16 @@ impl Actor for OrgActor {
     }
 }
 
+/// The body of a [`Command`]: the domain call to make, given the current time.
+type ChangeFn<R> =
+    Box<dyn FnOnce(&mut OrgState, Timestamp) -> Result<Applied<R>, DomainError> + Send>;
+
+/// The body of a [`Query`].
+type ReadFn<R> = Box<dyn FnOnce(&OrgState) -> Result<R, DomainError> + Send>;
+
 /// A change: runs against the state, its events are journaled, and the caller hears
 /// back once they are durable.
-pub(super) struct Command<R>(
-    pub(super) Box<dyn FnOnce(&mut OrgState, Timestamp) -> Result<Applied<R>, DomainError> + Send>,
-);
+pub(super) struct Command<R>(pub(super) ChangeFn<R>);
 
 impl<R: 'static> Message for Command<R> {
     type Result = Result<R, ActorError>;
@@ -225,7 +230,7 @@ impl<R: Send + 'static> Handler<Command<R>> for OrgActor {
 }
 
 /// A read of the state; answers at once.
-pub(super) struct Query<R>(pub(super) Box<dyn FnOnce(&OrgState) -> Result<R, DomainError> + Send>);
+pub(super) struct Query<R>(pub(super) ReadFn<R>);
 
 impl<R: 'static> Message for Query<R> {
     type Result = Result<R, ActorError>;

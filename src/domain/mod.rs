@@ -22,7 +22,10 @@ pub use ids::{KeyId, MemberId, OrgId, PoolId, SessionId};
 pub use key::{ApiKey, Scope, Scopes};
 pub use lease::{AcquireRequest, Lease};
 pub use member::{Email, Member, TenantRole};
-pub use org::{Acquired, Applied, OrgState, Snapshot};
+pub use org::{Acquired, Applied, OrgState, PoolStatus, Snapshot};
 pub use page::Page;
 pub use pool::{Pool, PoolKind, PoolPatch, PoolSource, PoolSpec};
 pub use time::Timestamp;
+
+#[cfg(test)]
+mod tests;

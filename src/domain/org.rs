@@ -32,6 +32,16 @@ pub struct Acquired {
     pub fresh: bool,
 }
 
+/// A pool with what is happening on it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolStatus {
+    pub pool: Pool,
+    /// Live sessions on this pool.
+    pub live: u32,
+    /// Acquires queued for this pool's product.
+    pub waiting: u32,
+}
+
 /// A queued acquire, waiting for a seat of its product until `deadline`.
 #[derive(Debug, Clone)]
 struct Waiter {
@@ -213,11 +223,6 @@ impl OrgState {
         self.leases.get(id)
     }
 
-    /// Live leases on a pool.
-    pub fn live_in(&self, pool: &PoolId) -> u32 {
-        self.leases.live_in(pool)
-    }
-
     /// The member `actor` if they are an owner or administrator.
     pub fn admin(&self, actor: &MemberId) -> Result<&Member, DomainError> {
         match self.members.get(actor) {
@@ -281,20 +286,32 @@ impl OrgState {
             .ok_or(DomainError::NotFound { what: "pool" })
     }
 
-    /// A page of pools with their live session counts (admins only).
+    /// A pool and its live and waiting counts.
+    pub fn pool_status(&self, pool: &Pool) -> PoolStatus {
+        PoolStatus {
+            pool: pool.clone(),
+            live: self.leases.live_in(&pool.id),
+            waiting: self
+                .waiters
+                .get(&pool.product)
+                .map_or(0, |q| q.len() as u32),
+        }
+    }
+
+    /// A page of pools with their live and waiting counts (admins only).
     pub fn pools(
         &self,
         actor: &MemberId,
         after: Option<&str>,
         limit: usize,
-    ) -> Result<Page<(Pool, u32)>, DomainError> {
+    ) -> Result<Page<PoolStatus>, DomainError> {
         self.admin(actor)?;
         Ok(page_of(
             &self.pools,
             after,
             limit,
             |_| true,
-            |p| (p.clone(), self.leases.live_in(&p.id)),
+            |p| self.pool_status(p),
         ))
     }
 
@@ -752,11 +769,7 @@ impl OrgState {
         let mut events = Vec::new();
         let products: Vec<String> = self.waiters.keys().cloned().collect();
         for product in products {
-            loop {
-                let Some(front) = self.waiters.get(&product).and_then(|q| q.front()).cloned()
-                else {
-                    break;
-                };
+            while let Some(front) = self.waiters.get(&product).and_then(|q| q.front()).cloned() {
                 if !waiting(front.id) {
                     self.pop_waiter(&product);
                     continue;

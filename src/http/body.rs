@@ -8,7 +8,7 @@ use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
 use actix_web::web::Bytes;
 use actix_web::{FromRequest, HttpRequest};
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::Deserialize;
 use serde_json::error::Category;
 
@@ -51,8 +51,11 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             .next()
             .unwrap_or_default()
             .to_owned();
+        // A type error can surface before a syntax error later in the text; only a
+        // document that is valid JSON as a whole has "invalid values".
+        let syntax = serde_json::from_slice::<IgnoredAny>(bytes).err();
         match inner.classify() {
-            Category::Data => {
+            Category::Data if syntax.is_none() => {
                 let field = match message.strip_prefix("missing field `") {
                     Some(rest) => rest.trim_end_matches('`').to_owned(),
                     None if path == "." => "body".to_owned(),
@@ -60,7 +63,8 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                 };
                 ApiError::invalid(field, message)
             }
-            Category::Syntax | Category::Eof | Category::Io => {
+            Category::Data | Category::Syntax | Category::Eof | Category::Io => {
+                let message = syntax.map_or(message, |e| e.to_string());
                 ApiError::BadRequest(format!("malformed JSON: {message}"))
             }
         }

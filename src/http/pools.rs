@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::wire::{opt_time, patch_time, rfc3339, List};
 use super::{ApiError, AppState, Caller, Json, PageQuery};
-use crate::domain::{Pool, PoolKind, PoolPatch, PoolSource, PoolSpec, Timestamp};
+use crate::domain::{PoolKind, PoolPatch, PoolSource, PoolSpec, PoolStatus, Timestamp};
 
 #[derive(Deserialize)]
 pub struct CreatePool {
@@ -38,6 +38,7 @@ pub struct PoolView {
     kind: PoolKind,
     seats: u32,
     live: u32,
+    waiting: u32,
     source: PoolSource,
     expires_at: Option<String>,
     includes: Vec<String>,
@@ -48,13 +49,19 @@ pub struct PoolView {
 }
 
 impl PoolView {
-    fn new((p, live): (Pool, u32)) -> PoolView {
+    fn new(status: PoolStatus) -> PoolView {
+        let PoolStatus {
+            pool: p,
+            live,
+            waiting,
+        } = status;
         PoolView {
             id: p.id.to_string(),
             product: p.product,
             kind: p.kind,
             seats: p.seats,
             live,
+            waiting,
             source: p.source,
             expires_at: p.expires_at.map(rfc3339),
             includes: p.includes,
@@ -89,7 +96,12 @@ pub async fn create(
         max_machines: b.max_machines,
     };
     let pool = org.create_pool(actor, spec).await?;
-    Ok(HttpResponse::Created().json(PoolView::new((pool, 0))))
+    let status = PoolStatus {
+        pool,
+        live: 0,
+        waiting: 0,
+    };
+    Ok(HttpResponse::Created().json(PoolView::new(status)))
 }
 
 /// Lists pools.

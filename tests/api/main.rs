@@ -1,1 +1,8 @@
-fn main() {}
+//! Integration tests: the real app on a random port with a fresh sled directory,
+//! spoken to over HTTP. One binary, so cargo links once.
+
+mod admin;
+mod crash;
+mod errors;
+mod helpers;
+mod sessions;
