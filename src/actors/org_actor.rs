@@ -71,8 +71,7 @@ impl OrgActor {
         // for by the events it replaces, and replay at start stays short.
         if self.journal_len >= self.snapshot_every.max(2 * self.state.size() as u64) {
             let from = self.seq + 1 - self.journal_len;
-            // Ordered after the append above on the same writer; nobody waits on it.
-            drop(self.store.snapshot(self.state.snapshot(), self.seq, from));
+            self.store.snapshot(self.state.snapshot(), self.seq, from);
             self.journal_len = 0;
         }
         ack

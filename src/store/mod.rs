@@ -1,9 +1,13 @@
 //! Durability: every organization's events in a sled journal, compacted by snapshots.
 //!
-//! One tree, three kinds of keys:
-//! - `j{org}\0{seq:be64}` → one journaled [`Event`] (JSON), in order per organization;
-//! - `s{org}\0` → `{seq:be64}{snapshot JSON}`: the state after event `seq`;
-//! - `m{name}` → server metadata (the token signing key).
+//! Three trees, named after what they hold:
+//! - `journal`: `{org}\0{seq:be64}` → one journaled [`Event`] (JSON), in order per org;
+//! - `snapshots`: `{org}` → `{seq:be64}{snapshot JSON}`: the state after event `seq`;
+//! - `meta`: server metadata (the token signing key).
+//!
+//! Snapshots live apart from the journal on purpose: sled rewrites a whole leaf when
+//! any key in it changes, and a multi-megabyte snapshot sharing a leaf with the newest
+//! journal keys was rewritten on every append.
 //!
 //! All writes go through one writer thread ([`writer`]) that groups whatever is waiting
 //! into one batch and one flush, then acknowledges each waiting caller. Nothing here
@@ -22,6 +26,12 @@ use tokio::sync::oneshot;
 
 use crate::domain::{Event, OrgId, OrgState, Snapshot};
 use writer::Op;
+
+/// The trees the writer and recovery use.
+struct Trees {
+    journal: sled::Tree,
+    snapshots: sled::Tree,
+}
 
 /// What can go wrong in the store.
 #[derive(Debug, Error)]
@@ -53,8 +63,10 @@ pub struct Recovered {
 /// The durable store. Cheap to clone; all clones share one writer.
 #[derive(Clone)]
 pub struct Store {
-    db: sled::Db,
+    meta: sled::Tree,
     tx: mpsc::Sender<Op>,
+    /// Snapshots to encode, off the actors' and the writer's threads.
+    snapshots: mpsc::Sender<(Snapshot, u64, u64)>,
     writer: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
@@ -77,8 +89,7 @@ impl Ack {
 }
 
 fn journal_prefix(org: &OrgId) -> Vec<u8> {
-    let mut k = Vec::with_capacity(org.as_str().len() + 10);
-    k.push(b'j');
+    let mut k = Vec::with_capacity(org.as_str().len() + 9);
     k.extend_from_slice(org.as_str().as_bytes());
     k.push(0);
     k
@@ -90,17 +101,12 @@ fn journal_key(org: &OrgId, seq: u64) -> Vec<u8> {
     k
 }
 
-fn snapshot_key(org: &OrgId) -> Vec<u8> {
-    let mut k = journal_prefix(org);
-    k[0] = b's';
-    k
-}
-
-/// Splits `{tag}{org}\0{rest}` into the org id and the rest.
-fn split_key(key: &[u8]) -> Option<(OrgId, &[u8])> {
+/// Splits a journal key into the org id and the sequence number.
+fn split_journal_key(key: &[u8]) -> Option<(OrgId, u64)> {
     let nul = key.iter().position(|b| *b == 0)?;
-    let org = std::str::from_utf8(&key[1..nul]).ok()?;
-    Some((OrgId::new(org), &key[nul + 1..]))
+    let org = std::str::from_utf8(&key[..nul]).ok()?;
+    let seq = u64::from_be_bytes(key[nul + 1..].try_into().ok()?);
+    Some((OrgId::new(org), seq))
 }
 
 fn decode<T: serde::de::DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
@@ -119,12 +125,20 @@ impl Store {
             .flush_every_ms(None)
             .cache_capacity(256 * 1024 * 1024)
             .open()?;
-        let recovered = recover(&db)?;
+        let trees = Trees {
+            journal: db.open_tree("journal")?,
+            snapshots: db.open_tree("snapshots")?,
+        };
+        let recovered = recover(&db, &trees)?;
+        let meta = db.open_tree("meta")?;
         let (tx, rx) = mpsc::channel();
-        let handle = writer::spawn(db.clone(), rx);
+        let handle = writer::spawn(db, trees, rx);
+        let (snapshots, pending) = mpsc::channel();
+        spawn_encoder(pending, tx.clone());
         let store = Store {
-            db,
+            meta,
             tx,
+            snapshots,
             writer: Arc::new(Mutex::new(Some(handle))),
         };
         Ok((store, recovered))
@@ -147,20 +161,11 @@ impl Store {
         self.send(|done| Op::Append { records, done })
     }
 
-    /// Writes `snapshot` as the state after event `seq` and drops the journal it replaces
-    /// (sequence numbers `journal_from..=seq`), in one atomic batch.
-    pub fn snapshot(&self, snapshot: Snapshot, seq: u64, journal_from: u64) -> Ack {
-        let drop: Vec<Vec<u8>> = (journal_from..=seq)
-            .map(|s| journal_key(&snapshot.id, s))
-            .collect();
-        let key = snapshot_key(&snapshot.id);
-        self.send(|done| Op::Snapshot {
-            key,
-            seq,
-            snapshot: Box::new(snapshot),
-            drop,
-            done,
-        })
+    /// Writes `snapshot` as the state after event `seq`, superseding the journal entries
+    /// `journal_from..=seq`. Encoding happens on the snapshot thread; the write is
+    /// ordered after every append already sent, and nobody waits for it.
+    pub fn snapshot(&self, snapshot: Snapshot, seq: u64, journal_from: u64) {
+        let _ = self.snapshots.send((snapshot, seq, journal_from));
     }
 
     /// Resolves once everything sent before it is durable.
@@ -177,15 +182,15 @@ impl Store {
 
     /// The token signing key's seed, created and flushed on first use.
     pub fn signing_seed(&self) -> Result<[u8; 32], StoreError> {
-        const KEY: &[u8] = b"msigning_key";
-        if let Some(v) = self.db.get(KEY)? {
+        const KEY: &[u8] = b"signing_key";
+        if let Some(v) = self.meta.get(KEY)? {
             if let Ok(seed) = <[u8; 32]>::try_from(v.as_ref()) {
                 return Ok(seed);
             }
         }
         let seed: [u8; 32] = rand::random();
-        self.db.insert(KEY, &seed[..])?;
-        self.db.flush()?;
+        self.meta.insert(KEY, &seed[..])?;
+        self.meta.flush()?;
         Ok(seed)
     }
 
@@ -201,14 +206,39 @@ impl Store {
     }
 }
 
+/// Encodes snapshots one after another and passes them to the writer. Because the
+/// actor sent the appends up to `seq` to the writer before this snapshot was taken,
+/// the snapshot always lands after the entries it supersedes.
+fn spawn_encoder(pending: mpsc::Receiver<(Snapshot, u64, u64)>, writer: mpsc::Sender<Op>) {
+    std::thread::Builder::new()
+        .name("store-snapshots".into())
+        .spawn(move || {
+            for (snapshot, seq, from) in pending {
+                let mut value = seq.to_be_bytes().to_vec();
+                serde_json::to_writer(&mut value, &snapshot).expect("snapshots serialize");
+                let superseded = (from..=seq).map(|s| journal_key(&snapshot.id, s)).collect();
+                let op = Op::Snapshot {
+                    key: snapshot.id.as_str().as_bytes().to_vec(),
+                    value,
+                    superseded,
+                };
+                if writer.send(op).is_err() {
+                    return;
+                }
+            }
+        })
+        .expect("spawn snapshot encoder");
+}
+
 /// Rebuilds every organization: its snapshot (if any), then its journal after it.
-fn recover(db: &sled::Db) -> Result<Vec<Recovered>, StoreError> {
+/// Journal entries a snapshot superseded but that were not deleted yet (the server
+/// stopped first) are deleted here.
+fn recover(db: &sled::Db, trees: &Trees) -> Result<Vec<Recovered>, StoreError> {
     let mut orgs: BTreeMap<OrgId, Recovered> = BTreeMap::new();
-    for item in db.scan_prefix(b"s") {
+    let mut stale = sled::Batch::default();
+    for item in trees.snapshots.iter() {
         let (key, value) = item?;
-        let Some((org, _)) = split_key(&key) else {
-            continue;
-        };
+        let org = OrgId::new(String::from_utf8_lossy(&key).as_ref());
         let seq = u64::from_be_bytes(value[..8].try_into().expect("snapshot seq"));
         let snapshot: Snapshot = decode(&key, &value[8..])?;
         let state = OrgState::restore(snapshot);
@@ -221,18 +251,18 @@ fn recover(db: &sled::Db) -> Result<Vec<Recovered>, StoreError> {
             },
         );
     }
-    for item in db.scan_prefix(b"j") {
+    for item in trees.journal.iter() {
         let (key, value) = item?;
-        let Some((org, rest)) = split_key(&key) else {
+        let Some((org, seq)) = split_journal_key(&key) else {
             continue;
         };
-        let seq = u64::from_be_bytes(rest.try_into().expect("journal seq"));
         let entry = orgs.entry(org.clone()).or_insert_with(|| Recovered {
             state: OrgState::empty(org),
             seq: 0,
             journal_len: 0,
         });
         if seq <= entry.seq {
+            stale.remove(key);
             continue;
         }
         let event: Event = decode(&key, &value)?;
@@ -240,5 +270,7 @@ fn recover(db: &sled::Db) -> Result<Vec<Recovered>, StoreError> {
         entry.seq = seq;
         entry.journal_len += 1;
     }
+    trees.journal.apply_batch(stale)?;
+    db.flush()?;
     Ok(orgs.into_values().collect())
 }

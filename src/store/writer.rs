@@ -1,17 +1,25 @@
 //! The group-commit writer: one thread, one batch and one flush for everything waiting.
+//!
+//! Compaction stays off this thread's critical path: snapshots arrive already encoded
+//! (by the snapshot thread), and the journal entries a snapshot replaces are deleted a
+//! few hundred per batch, riding along with the writes that callers wait for.
 
+use std::collections::VecDeque;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
 use tokio::sync::oneshot;
 
-use super::StoreError;
-use crate::domain::Snapshot;
+use super::{StoreError, Trees};
 use crate::telemetry::metric;
 
 /// Batches larger than this are split, so one huge burst does not delay every ack.
 const MAX_BATCH_OPS: usize = 4096;
+/// Superseded journal entries deleted per batch beyond one per appended entry. Deleting
+/// at the pace of appending keeps the journal's size bounded without ever making a
+/// batch (and the callers waiting on it) pay for a whole compaction at once.
+const EXTRA_GARBAGE_PER_BATCH: usize = 8;
 
 type Done = oneshot::Sender<Result<(), StoreError>>;
 
@@ -21,12 +29,11 @@ pub(super) enum Op {
         records: Vec<(Vec<u8>, Vec<u8>)>,
         done: Done,
     },
+    /// An encoded snapshot and the journal keys it supersedes.
     Snapshot {
         key: Vec<u8>,
-        seq: u64,
-        snapshot: Box<Snapshot>,
-        drop: Vec<Vec<u8>>,
-        done: Done,
+        value: Vec<u8>,
+        superseded: Vec<Vec<u8>>,
     },
     Barrier {
         done: Done,
@@ -34,22 +41,26 @@ pub(super) enum Op {
     Stop,
 }
 
-pub(super) fn spawn(db: sled::Db, rx: mpsc::Receiver<Op>) -> JoinHandle<()> {
+pub(super) fn spawn(db: sled::Db, trees: Trees, rx: mpsc::Receiver<Op>) -> JoinHandle<()> {
     std::thread::Builder::new()
         .name("store-writer".into())
-        .spawn(move || run(db, rx))
+        .spawn(move || run(db, trees, rx))
         .expect("spawn store writer")
 }
 
-fn run(db: sled::Db, rx: mpsc::Receiver<Op>) {
+fn run(db: sled::Db, trees: Trees, rx: mpsc::Receiver<Op>) {
+    let mut garbage: VecDeque<Vec<u8>> = VecDeque::new();
     while let Ok(first) = rx.recv() {
         let mut batch = sled::Batch::default();
+        let mut snapshots = sled::Batch::default();
         let mut waiting: Vec<Done> = Vec::new();
         let mut stop = false;
+        let mut appended = 0;
         let mut next = Some(first);
         while let Some(op) = next {
             match op {
                 Op::Append { records, done } => {
+                    appended += records.len();
                     for (k, v) in records {
                         batch.insert(k, v);
                     }
@@ -57,18 +68,11 @@ fn run(db: sled::Db, rx: mpsc::Receiver<Op>) {
                 }
                 Op::Snapshot {
                     key,
-                    seq,
-                    snapshot,
-                    drop,
-                    done,
+                    value,
+                    superseded,
                 } => {
-                    let mut value = seq.to_be_bytes().to_vec();
-                    serde_json::to_writer(&mut value, &snapshot).expect("snapshots serialize");
-                    batch.insert(key, value);
-                    for k in drop {
-                        batch.remove(k);
-                    }
-                    waiting.push(done);
+                    snapshots.insert(key, value);
+                    garbage.extend(superseded);
                 }
                 Op::Barrier { done } => waiting.push(done),
                 Op::Stop => stop = true,
@@ -79,8 +83,17 @@ fn run(db: sled::Db, rx: mpsc::Receiver<Op>) {
                 None
             };
         }
+        let n = garbage.len().min(appended + EXTRA_GARBAGE_PER_BATCH);
+        for key in garbage.drain(..n) {
+            batch.remove(key);
+        }
         let started = Instant::now();
-        if let Err(e) = db.apply_batch(batch).and_then(|_| db.flush().map(|_| ())) {
+        let written = trees
+            .journal
+            .apply_batch(batch)
+            .and_then(|_| trees.snapshots.apply_batch(snapshots))
+            .and_then(|_| db.flush().map(|_| ()));
+        if let Err(e) = written {
             // Memory is already ahead of the disk for these events; carrying on would
             // acknowledge changes that a restart forgets. Stop, and let recovery rebuild
             // from what is durable.
