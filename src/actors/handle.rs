@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use actix::Addr;
 
-use super::org_actor::{Acquire, Command, OrgActor, Query};
+use super::org_actor::{Acquire, AcquireReply, Command, OrgActor, Query};
 use super::ActorError;
 use crate::domain::ids::mint;
 use crate::domain::{
@@ -30,10 +30,13 @@ impl OrgHandle {
         &self,
         f: impl FnOnce(&mut OrgState, Timestamp) -> Result<Applied<R>, DomainError> + Send + 'static,
     ) -> Result<R, ActorError> {
-        self.addr
+        let (value, ack) = self
+            .addr
             .send(Command(Box::new(f)))
             .await
-            .map_err(|_| ActorError::Unavailable)?
+            .map_err(|_| ActorError::Unavailable)??;
+        ack.durable().await?;
+        Ok(value)
     }
 
     async fn query<R: Send + 'static>(
@@ -178,10 +181,18 @@ impl OrgHandle {
         request: AcquireRequest,
         wait: Duration,
     ) -> Result<Acquired, ActorError> {
-        self.addr
+        let reply = self
+            .addr
             .send(Acquire { request, wait })
             .await
-            .map_err(|_| ActorError::Unavailable)?
+            .map_err(|_| ActorError::Unavailable)??;
+        match reply {
+            AcquireReply::Granted(acquired, ack) => {
+                ack.durable().await?;
+                Ok(acquired)
+            }
+            AcquireReply::Queued(rx) => rx.await.unwrap_or(Err(ActorError::Unavailable)),
+        }
     }
 
     /// Extends a member's own lease.

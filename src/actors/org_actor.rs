@@ -203,28 +203,20 @@ type ReadFn<R> = Box<dyn FnOnce(&OrgState) -> Result<R, DomainError> + Send>;
 pub(super) struct Command<R>(pub(super) ChangeFn<R>);
 
 impl<R: 'static> Message for Command<R> {
-    type Result = Result<R, ActorError>;
+    type Result = Result<(R, Ack), ActorError>;
 }
 
 impl<R: Send + 'static> Handler<Command<R>> for OrgActor {
-    type Result = ResponseFuture<Result<R, ActorError>>;
+    /// The answer and its pending acknowledgement: the caller awaits durability on its
+    /// own thread, so the writer wakes it directly and the actor moves on at once.
+    type Result = Result<(R, Ack), ActorError>;
 
     fn handle(&mut self, msg: Command<R>, ctx: &mut Self::Context) -> Self::Result {
         let now = clock::now();
-        let result = (msg.0)(&mut self.state, now);
-        let answer = match result {
-            Ok(applied) => {
-                let ack = self.journal(&applied.events);
-                self.settle(ctx, now);
-                Ok((applied.value, ack))
-            }
-            Err(e) => Err(ActorError::from(e)),
-        };
-        Box::pin(async move {
-            let (value, ack) = answer?;
-            ack.durable().await?;
-            Ok(value)
-        })
+        let applied = (msg.0)(&mut self.state, now)?;
+        let ack = self.journal(&applied.events);
+        self.settle(ctx, now);
+        Ok((applied.value, ack))
     }
 }
 
@@ -249,12 +241,18 @@ pub(super) struct Acquire {
     pub(super) wait: Duration,
 }
 
+/// How an acquire is answered: granted now (once durable), or queued for a seat.
+pub(super) enum AcquireReply {
+    Granted(Acquired, Ack),
+    Queued(oneshot::Receiver<Result<Acquired, ActorError>>),
+}
+
 impl Message for Acquire {
-    type Result = Result<Acquired, ActorError>;
+    type Result = Result<AcquireReply, ActorError>;
 }
 
 impl Handler<Acquire> for OrgActor {
-    type Result = ResponseFuture<Result<Acquired, ActorError>>;
+    type Result = Result<AcquireReply, ActorError>;
 
     fn handle(&mut self, msg: Acquire, ctx: &mut Self::Context) -> Self::Result {
         let now = clock::now();
@@ -262,11 +260,7 @@ impl Handler<Acquire> for OrgActor {
             Ok(applied) => {
                 let ack = self.journal(&applied.events);
                 self.arm(ctx);
-                let value = applied.value;
-                Box::pin(async move {
-                    ack.durable().await?;
-                    Ok(value)
-                })
+                Ok(AcquireReply::Granted(applied.value, ack))
             }
             Err(DomainError::SeatCapReached { .. }) if !msg.wait.is_zero() => {
                 let id = self.next_waiter;
@@ -276,13 +270,13 @@ impl Handler<Acquire> for OrgActor {
                 let deadline = Timestamp(now.millis() + msg.wait.as_millis() as i64);
                 self.state.enqueue(id, msg.request, deadline);
                 self.arm(ctx);
-                Box::pin(async move { rx.await.unwrap_or(Err(ActorError::Unavailable)) })
+                Ok(AcquireReply::Queued(rx))
             }
             Err(e) => {
                 if matches!(e, DomainError::SeatCapReached { .. }) {
                     metrics::counter!(metric::SESSIONS_DENIED).increment(1);
                 }
-                Box::pin(std::future::ready(Err(e.into())))
+                Err(e.into())
             }
         }
     }
