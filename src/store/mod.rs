@@ -66,7 +66,7 @@ pub struct Store {
     meta: sled::Tree,
     tx: mpsc::Sender<Op>,
     /// Snapshots to encode, off the actors' and the writer's threads.
-    snapshots: mpsc::Sender<(Snapshot, u64, u64)>,
+    snapshots: mpsc::Sender<Encode>,
     writer: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
@@ -165,12 +165,18 @@ impl Store {
     /// `journal_from..=seq`. Encoding happens on the snapshot thread; the write is
     /// ordered after every append already sent, and nobody waits for it.
     pub fn snapshot(&self, snapshot: Snapshot, seq: u64, journal_from: u64) {
-        let _ = self.snapshots.send((snapshot, seq, journal_from));
+        let _ = self
+            .snapshots
+            .send(Encode::Snapshot(Box::new(snapshot), seq, journal_from));
     }
 
-    /// Resolves once everything sent before it is durable.
+    /// Resolves once everything sent before it, snapshots included, is durable.
     pub fn barrier(&self) -> Ack {
-        self.send(|done| Op::Barrier { done })
+        let (done, rx) = oneshot::channel();
+        // It goes through the snapshot thread, which passes it on after the snapshots
+        // queued before it.
+        let _ = self.snapshots.send(Encode::Barrier(done));
+        Ack(Some(rx))
     }
 
     fn send(&self, op: impl FnOnce(oneshot::Sender<Result<(), StoreError>>) -> Op) -> Ack {
@@ -206,21 +212,35 @@ impl Store {
     }
 }
 
+/// Work for the snapshot thread.
+enum Encode {
+    /// A snapshot after event `seq` that supersedes the journal from the third field on.
+    Snapshot(Box<Snapshot>, u64, u64),
+    /// Passed on to the writer once the snapshots before it are.
+    Barrier(oneshot::Sender<Result<(), StoreError>>),
+}
+
 /// Encodes snapshots one after another and passes them to the writer. Because the
 /// actor sent the appends up to `seq` to the writer before this snapshot was taken,
 /// the snapshot always lands after the entries it supersedes.
-fn spawn_encoder(pending: mpsc::Receiver<(Snapshot, u64, u64)>, writer: mpsc::Sender<Op>) {
+fn spawn_encoder(pending: mpsc::Receiver<Encode>, writer: mpsc::Sender<Op>) {
     std::thread::Builder::new()
         .name("store-snapshots".into())
         .spawn(move || {
-            for (snapshot, seq, from) in pending {
-                let mut value = seq.to_be_bytes().to_vec();
-                serde_json::to_writer(&mut value, &snapshot).expect("snapshots serialize");
-                let superseded = (from..=seq).map(|s| journal_key(&snapshot.id, s)).collect();
-                let op = Op::Snapshot {
-                    key: snapshot.id.as_str().as_bytes().to_vec(),
-                    value,
-                    superseded,
+            for work in pending {
+                let op = match work {
+                    Encode::Barrier(done) => Op::Barrier { done },
+                    Encode::Snapshot(snapshot, seq, from) => {
+                        let mut value = seq.to_be_bytes().to_vec();
+                        serde_json::to_writer(&mut value, &snapshot).expect("snapshots serialize");
+                        Op::Snapshot {
+                            key: snapshot.id.as_str().as_bytes().to_vec(),
+                            value,
+                            superseded: (from..=seq)
+                                .map(|s| journal_key(&snapshot.id, s))
+                                .collect(),
+                        }
+                    }
                 };
                 if writer.send(op).is_err() {
                     return;
@@ -273,4 +293,77 @@ fn recover(db: &sled::Db, trees: &Trees) -> Result<Vec<Recovered>, StoreError> {
     trees.journal.apply_batch(stale)?;
     db.flush()?;
     Ok(orgs.into_values().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{ApiKey, Email, KeyId, Member, MemberId, Scope, TenantRole, Timestamp};
+
+    fn member(id: &str) -> Member {
+        Member {
+            id: MemberId::new(id),
+            email: Email::parse(&format!("{id}@example.com")).unwrap(),
+            name: None,
+            tenant_roles: vec![],
+            created_at: Timestamp(1),
+        }
+    }
+
+    fn image(state: &OrgState) -> serde_json::Value {
+        serde_json::to_value(state.snapshot()).unwrap()
+    }
+
+    #[test]
+    fn recovery_rebuilds_from_snapshot_then_journal() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let org = OrgId::new("org_t");
+        let owner = MemberId::new("usr_owner");
+        let key = ApiKey {
+            id: KeyId::new("key_t"),
+            member: owner.clone(),
+            name: "k".into(),
+            hash: "00".repeat(32),
+            scopes: vec![Scope::Admin],
+            expires_at: None,
+            created_at: Timestamp(1),
+        };
+        let expected = rt.block_on(async {
+            let (store, recovered) = Store::open(dir.path()).unwrap();
+            assert!(recovered.is_empty());
+            let founded =
+                OrgState::found(org.clone(), "t", member("usr_owner"), key, Timestamp(1)).unwrap();
+            let mut state = founded.value;
+            store
+                .append(&org, 1, &founded.events)
+                .durable()
+                .await
+                .unwrap();
+            // Snapshot after event 3, then one more event that only the journal has.
+            store.snapshot(state.snapshot(), 3, 1);
+            let added = state.add_member(&owner, member("usr_late")).unwrap();
+            store
+                .append(&org, 4, &added.events)
+                .durable()
+                .await
+                .unwrap();
+            store.barrier().durable().await.unwrap();
+            store.close().await.unwrap();
+            image(&state)
+        });
+        let (_store, recovered) = Store::open(dir.path()).unwrap();
+        assert_eq!(recovered.len(), 1);
+        let r = &recovered[0];
+        assert_eq!(r.seq, 4);
+        assert_eq!(r.journal_len, 1, "events 1-3 came from the snapshot");
+        assert_eq!(image(&r.state), expected);
+        assert!(r.state.member(&owner, "usr_late").is_ok());
+        assert_eq!(
+            r.state.admin(&owner).unwrap().tenant_roles,
+            vec![TenantRole::Owner]
+        );
+    }
 }

@@ -34,13 +34,7 @@ async fn another_organizations_ids_answer_404() {
         .delete(&format!("/v1/orgs/{}/sessions/{sid_b}", a.id), &a.owner_key)
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, _) = app
-        .post(
-            &format!("/v1/sessions/{sid_b}/heartbeat"),
-            &a.owner_key,
-            json!({}),
-        )
-        .await;
+    let (status, _) = app.heartbeat(&a.owner_key, sid_b).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     // Nothing of B changed.
     assert_eq!(app.pool(&b, &pool_b).await["live"], 1);

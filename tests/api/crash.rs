@@ -28,6 +28,8 @@ impl Server {
             .env("SEATKEEPER_DATA_DIR", dir)
             .env("SEATKEEPER_OPERATOR_TOKEN", OPERATOR)
             .env("SEATKEEPER_LOG", "info")
+            // Small, so the rounds cross snapshots and journal compaction too.
+            .env("SEATKEEPER_STORE__SNAPSHOT_EVERY", "100")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

@@ -213,6 +213,17 @@ impl TestApp {
         .await
     }
 
+    /// Heartbeats a session.
+    pub async fn heartbeat(&self, key: &str, session: &str) -> (StatusCode, Value) {
+        self.post(&format!("/v1/sessions/{session}/heartbeat"), key, json!({}))
+            .await
+    }
+
+    /// Releases a session.
+    pub async fn release(&self, key: &str, session: &str) -> (StatusCode, Value) {
+        self.delete(&format!("/v1/sessions/{session}"), key).await
+    }
+
     /// The pool as an admin sees it.
     pub async fn pool(&self, org: &TestOrg, pool: &str) -> Value {
         let (status, body) = self

@@ -95,34 +95,18 @@ async fn heartbeat_extends_and_release_ends() {
     assert_eq!(lease["heartbeat_interval_seconds"], 10);
     let id = lease["session_id"].as_str().unwrap();
 
-    let (status, beat) = app
-        .post(
-            &format!("/v1/sessions/{id}/heartbeat"),
-            &org.owner_key,
-            json!({}),
-        )
-        .await;
+    let (status, beat) = app.heartbeat(&org.owner_key, id).await;
     assert_eq!(status, StatusCode::OK, "{beat}");
     assert!(beat["expires_at"].as_str().unwrap() >= lease["expires_at"].as_str().unwrap());
     assert!(beat["token"].as_str().unwrap().split('.').count() == 3);
 
-    let (status, _) = app
-        .delete(&format!("/v1/sessions/{id}"), &org.owner_key)
-        .await;
+    let (status, _) = app.release(&org.owner_key, id).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert_eq!(app.pool(&org, &pool).await["live"], 0);
-    let (status, body) = app
-        .post(
-            &format!("/v1/sessions/{id}/heartbeat"),
-            &org.owner_key,
-            json!({}),
-        )
-        .await;
+    let (status, body) = app.heartbeat(&org.owner_key, id).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(body["error"], "session_not_found");
-    let (status, _) = app
-        .delete(&format!("/v1/sessions/{id}"), &org.owner_key)
-        .await;
+    let (status, _) = app.release(&org.owner_key, id).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     // The seat is free again.
     assert_eq!(
@@ -141,21 +125,13 @@ async fn sessions_belong_to_their_member() {
     let id = lease["session_id"].as_str().unwrap();
 
     // The owner's key is another member's: their runtime routes do not see the lease.
-    let (status, body) = app
-        .post(
-            &format!("/v1/sessions/{id}/heartbeat"),
-            &org.owner_key,
-            json!({}),
-        )
-        .await;
+    let (status, body) = app.heartbeat(&org.owner_key, id).await;
     assert_eq!(
         (status, body["error"].as_str()),
         (StatusCode::NOT_FOUND, Some("session_not_found"))
     );
     assert_eq!(
-        app.delete(&format!("/v1/sessions/{id}"), &org.owner_key)
-            .await
-            .0,
+        app.release(&org.owner_key, id).await.0,
         StatusCode::NOT_FOUND
     );
 
@@ -167,9 +143,7 @@ async fn sessions_belong_to_their_member() {
         )
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let (status, _) = app
-        .post(&format!("/v1/sessions/{id}/heartbeat"), &alice, json!({}))
-        .await;
+    let (status, _) = app.heartbeat(&alice, id).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
@@ -202,8 +176,7 @@ async fn a_waiting_acquire_is_granted_when_a_seat_frees_in_fifo_order() {
             })
             .await;
             let id = held["session_id"].as_str().unwrap();
-            app.delete(&format!("/v1/sessions/{id}"), &org.owner_key)
-                .await
+            app.release(&org.owner_key, id).await
         };
         let (second, released) = tokio::join!(second, release);
         assert_eq!(released.0, StatusCode::NO_CONTENT);
@@ -257,13 +230,7 @@ async fn an_unrenewed_lease_expires_and_frees_its_seat() {
     })
     .await;
     let id = lease["session_id"].as_str().unwrap();
-    let (status, body) = app
-        .post(
-            &format!("/v1/sessions/{id}/heartbeat"),
-            &org.owner_key,
-            json!({}),
-        )
-        .await;
+    let (status, body) = app.heartbeat(&org.owner_key, id).await;
     assert_eq!(
         (status, body["error"].as_str()),
         (StatusCode::NOT_FOUND, Some("session_not_found"))
