@@ -11,7 +11,7 @@ pub mod telemetry;
 pub mod tokens;
 
 use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use actix_web::dev::Server;
 use actix_web::{middleware, web, App, HttpServer};
@@ -151,7 +151,7 @@ fn operator_token(config: &Config) -> Result<String, StartError> {
     Ok(token)
 }
 
-fn write_private(path: &PathBuf, contents: &str) -> std::io::Result<()> {
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);

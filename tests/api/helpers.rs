@@ -17,7 +17,8 @@ pub const OPERATOR: &str = "op-test-token";
 pub struct TestApp {
     pub base: String,
     client: reqwest::Client,
-    _dir: TempDir,
+    /// The data directory, removed when the app is dropped (none for an app started elsewhere).
+    _dir: Option<TempDir>,
 }
 
 /// An organization created through the API, with its owner's key.
@@ -48,7 +49,7 @@ pub async fn spawn_app() -> TestApp {
     TestApp {
         base: format!("http://{addr}"),
         client: reqwest::Client::new(),
-        _dir: dir,
+        _dir: Some(dir),
     }
 }
 
@@ -74,7 +75,7 @@ impl TestApp {
         TestApp {
             base: format!("http://{addr}"),
             client: reqwest::Client::new(),
-            _dir: tempfile::tempdir().expect("temp dir"),
+            _dir: None,
         }
     }
 
