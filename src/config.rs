@@ -37,6 +37,10 @@ pub struct Config {
 pub struct SessionsConfig {
     /// The longest `wait_seconds` an acquire may ask for.
     pub max_wait_seconds: u64,
+    /// Acquires one API key may have queued at once.
+    pub max_waiters_per_key: u32,
+    /// Acquires one organization may have queued at once.
+    pub max_waiters_per_org: u32,
 }
 
 /// Store settings.

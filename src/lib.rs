@@ -18,11 +18,16 @@ use actix_web::{middleware, web, App, HttpServer};
 use rand::Rng;
 use thiserror::Error;
 
-use crate::actors::Directory;
+use crate::actors::{ActorSettings, Directory};
 use crate::config::Config;
+use crate::domain::WaitLimits;
 use crate::http::AppState;
 use crate::store::{Store, StoreError};
 use crate::tokens::Signer;
+
+/// The shortest operator token accepted: it founds organizations, so it must not be
+/// guessable.
+pub const MIN_OPERATOR_TOKEN: usize = 32;
 
 /// Why the server could not start.
 #[derive(Debug, Error)]
@@ -36,6 +41,9 @@ pub enum StartError {
     /// The store could not be opened or recovered.
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    /// The configuration cannot be served safely.
+    #[error("configuration: {0}")]
+    Config(String),
 }
 
 /// A built server, bound and ready to run.
@@ -50,20 +58,22 @@ impl Application {
     /// Must run inside an actix system (the actors live on its arbiters).
     pub async fn build(config: Config) -> Result<Application, StartError> {
         let io = |what: String| move |source| StartError::Io { what, source };
-        std::fs::create_dir_all(&config.data_dir)
-            .map_err(io(format!("create {}", config.data_dir.display())))?;
+        secure_data_dir(&config.data_dir)?;
         let operator_token = operator_token(&config)?;
         let started = std::time::Instant::now();
         let (store, recovered) = Store::open(&config.data_dir)?;
         let signer = Signer::from_seed(&store.signing_seed()?);
         let leases: usize = recovered.iter().map(|r| r.state.sessions_live()).sum();
         let orgs = recovered.len();
-        let directory = Directory::start(
-            store.clone(),
-            recovered,
-            config.actor_threads(),
-            config.store.snapshot_every,
-        );
+        let settings = ActorSettings {
+            snapshot_every: config.store.snapshot_every,
+            wait_limits: WaitLimits {
+                per_key: config.sessions.max_waiters_per_key,
+                per_org: config.sessions.max_waiters_per_org,
+            },
+        };
+        let directory =
+            Directory::start(store.clone(), recovered, config.actor_threads(), settings);
         tracing::info!(
             orgs,
             leases,
@@ -90,6 +100,7 @@ impl Application {
                 .configure(http::configure)
         })
         .workers(config.http_workers())
+        .on_connect(http::peer::on_connect)
         .listen(listener)
         .map_err(io(format!("listen on {addr}")))?
         .run();
@@ -124,21 +135,105 @@ impl Application {
     }
 }
 
-/// The operator token from config, or the one generated into the data dir on first start.
+/// Makes the data directory, and what the server keeps in it, accessible to the
+/// server's user only: it holds the token signing key and the operator token. A
+/// directory that already existed is tightened; one that cannot be is refused.
+fn secure_data_dir(dir: &Path) -> Result<(), StartError> {
+    // SAFETY: umask only sets the process's file-creation mask; it has no
+    // memory-safety preconditions. Every file created from here on (sled's included,
+    // also the ones it creates later) is private to this user.
+    unsafe {
+        libc::umask(0o077);
+    }
+    std::fs::create_dir_all(dir).map_err(|source| StartError::Io {
+        what: format!("create {}", dir.display()),
+        source,
+    })?;
+    make_private(dir)?;
+    for name in ["store", "operator_token"] {
+        let path = dir.join(name);
+        if std::fs::symlink_metadata(&path).is_ok() {
+            make_private_tree(&path)?;
+        }
+    }
+    Ok(())
+}
+
+/// Takes group and other permissions off `path` and, if it is a directory, everything
+/// below it. Symbolic links are left alone (their targets are not the server's).
+fn make_private_tree(path: &Path) -> Result<(), StartError> {
+    let meta = std::fs::symlink_metadata(path).map_err(|source| StartError::Io {
+        what: format!("inspect {}", path.display()),
+        source,
+    })?;
+    if meta.file_type().is_symlink() {
+        return Ok(());
+    }
+    make_private(path)?;
+    if meta.is_dir() {
+        let entries = std::fs::read_dir(path).map_err(|source| StartError::Io {
+            what: format!("list {}", path.display()),
+            source,
+        })?;
+        for entry in entries {
+            let entry = entry.map_err(|source| StartError::Io {
+                what: format!("list {}", path.display()),
+                source,
+            })?;
+            make_private_tree(&entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+fn make_private(path: &Path) -> Result<(), StartError> {
+    use std::os::unix::fs::PermissionsExt;
+    let refuse = |source| StartError::Io {
+        what: format!(
+            "make {} private to this user (it holds secrets; fix its owner or permissions)",
+            path.display()
+        ),
+        source,
+    };
+    let meta = std::fs::metadata(path).map_err(refuse)?;
+    let mode = meta.permissions().mode();
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o700))
+            .map_err(refuse)?;
+    }
+    Ok(())
+}
+
+/// The operator token from config, or the one generated into the data dir on first
+/// start. A configured token shorter than [`MIN_OPERATOR_TOKEN`] is refused (and not
+/// echoed); a token file that is empty or unreadable is replaced, not fatal.
 fn operator_token(config: &Config) -> Result<String, StartError> {
     if let Some(token) = &config.operator_token {
+        if token.chars().count() < MIN_OPERATOR_TOKEN {
+            return Err(StartError::Config(format!(
+                "operator_token must be at least {MIN_OPERATOR_TOKEN} characters; \
+                 the configured one is shorter (its value is not shown)"
+            )));
+        }
         return Ok(token.clone());
     }
     let path = config.data_dir.join("operator_token");
-    let io = |what: &str, path: &Path, source| StartError::Io {
-        what: format!("{what} {}", path.display()),
-        source,
-    };
-    match std::fs::read_to_string(&path) {
-        Ok(token) if !token.trim().is_empty() => return Ok(token.trim().to_owned()),
-        Ok(_) => {}
+    match std::fs::read(&path) {
+        Ok(bytes) => match String::from_utf8(bytes) {
+            Ok(token) if token.trim().chars().count() >= MIN_OPERATOR_TOKEN => {
+                return Ok(token.trim().to_owned())
+            }
+            _ => tracing::warn!(
+                path = %path.display(),
+                "the operator token file holds no usable token; generating a new one"
+            ),
+        },
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io("read", &path, e)),
+        Err(e) => tracing::warn!(
+            path = %path.display(),
+            error = %e,
+            "the operator token file cannot be read; generating a new one"
+        ),
     }
     let token: String = rand::thread_rng()
         .sample_iter(rand::distributions::Alphanumeric)
@@ -146,22 +241,32 @@ fn operator_token(config: &Config) -> Result<String, StartError> {
         .map(char::from)
         .collect();
     let token = format!("op_{token}");
-    write_private(&path, &token).map_err(|e| io("write", &path, e))?;
+    write_private(&path, &token).map_err(|source| StartError::Io {
+        what: format!("write {}", path.display()),
+        source,
+    })?;
     tracing::info!(path = %path.display(), "generated the operator token; it is in this file");
     Ok(token)
 }
 
+/// Replaces `path` with `contents`, readable by this user only. Written beside it and
+/// renamed over it, so a crash leaves the old file or the new one, never a torn one.
 fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path)?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
     file.write_all(contents.as_bytes())?;
     file.write_all(b"\n")?;
-    file.sync_all()
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }

@@ -6,11 +6,12 @@ use std::sync::Arc;
 use actix::{Actor, Arbiter, ArbiterHandle};
 use dashmap::DashMap;
 
-use super::org_actor::OrgActor;
-use super::{clock, ActorError, OrgHandle};
+use super::org_actor::{ActorSettings, OrgActor};
+use super::{clock, ActorError, OrgHandle, Principal};
 use crate::domain::ids::mint;
 use crate::domain::{
-    ApiKey, DomainError, Email, KeyId, Member, MemberId, OrgId, OrgState, Scope, Scopes, Timestamp,
+    Actor as By, ApiKey, DomainError, Email, KeyId, Member, MemberId, OrgId, OrgState, Scope,
+    Scopes, Timestamp,
 };
 use crate::secrets::{self, mint_key};
 use crate::store::{Recovered, Store};
@@ -18,11 +19,22 @@ use crate::store::{Recovered, Store};
 /// What authentication needs to know of a key, kept beside the actors.
 #[derive(Debug, Clone)]
 pub struct KeyEntry {
+    pub id: KeyId,
     pub org: OrgId,
     pub member: MemberId,
     pub scopes: Scopes,
     pub expires_at: Option<Timestamp>,
     hash: [u8; 32],
+}
+
+impl KeyEntry {
+    /// The member acting through this key.
+    pub fn principal(&self) -> Principal {
+        Principal {
+            member: self.member.clone(),
+            key: self.id.clone(),
+        }
+    }
 }
 
 /// A read-only (to HTTP) index of every live key; written only by the owning actors.
@@ -39,6 +51,7 @@ impl KeyIndex {
         self.0.insert(
             key.id.clone(),
             KeyEntry {
+                id: key.id.clone(),
                 org: org.clone(),
                 member: key.member.clone(),
                 scopes: Scopes::from_list(&key.scopes),
@@ -68,7 +81,7 @@ pub struct Directory {
     store: Store,
     arbiters: Vec<ArbiterHandle>,
     next_arbiter: AtomicUsize,
-    snapshot_every: u64,
+    settings: ActorSettings,
 }
 
 impl Directory {
@@ -78,7 +91,7 @@ impl Directory {
         store: Store,
         recovered: Vec<Recovered>,
         threads: usize,
-        snapshot_every: u64,
+        settings: ActorSettings,
     ) -> Directory {
         let arbiters = (0..threads.max(1))
             .map(|_| Arbiter::new().handle())
@@ -89,7 +102,7 @@ impl Directory {
             store,
             arbiters,
             next_arbiter: AtomicUsize::new(0),
-            snapshot_every,
+            settings,
         };
         for r in recovered {
             directory.spawn(r.state, r.seq, r.journal_len);
@@ -109,7 +122,7 @@ impl Directory {
             self.keys.clone(),
             seq,
             journal_len,
-            self.snapshot_every,
+            self.settings,
         );
         let addr = OrgActor::start_in_arbiter(&self.arbiters[i], move |_| actor);
         let handle = OrgHandle::new(addr);
@@ -158,10 +171,16 @@ impl Directory {
             None,
             now,
         );
-        let founded = OrgState::found(id.clone(), name, owner.clone(), key.key, now)?;
-        self.store.append(&id, 1, &founded.events).durable().await?;
-        let seq = founded.events.len() as u64;
-        let state = founded.value;
+        let events = OrgState::found(id.clone(), name, owner.clone(), key.key, now)?;
+        self.store
+            .append(&id, 1, now, &By::Operator, &events)
+            .durable()
+            .await?;
+        let mut state = OrgState::empty(id.clone());
+        for e in &events {
+            state.apply(e);
+        }
+        let seq = events.len() as u64;
         let name = state.name().to_owned();
         let owner = state.member(&owner.id, owner.id.as_str())?.clone();
         self.spawn(state, seq, seq);

@@ -7,11 +7,11 @@ use std::time::Duration;
 use actix::Addr;
 
 use super::org_actor::{Acquire, AcquireReply, Command, OrgActor, Query};
-use super::ActorError;
+use super::{ActorError, GoneProbe, Principal};
 use crate::domain::ids::mint;
 use crate::domain::{
     AcquireRequest, Acquired, ApiKey, Applied, DomainError, Email, Lease, Member, MemberId,
-    OrgState, Page, Pool, PoolId, PoolPatch, PoolSpec, PoolStatus, Scope, TenantRole, Timestamp,
+    OrgState, Page, PoolId, PoolPatch, PoolSpec, PoolStatus, Scope, TenantRole, Timestamp,
 };
 use crate::secrets::{mint_key, NewKey};
 
@@ -26,13 +26,19 @@ impl OrgHandle {
         OrgHandle { addr }
     }
 
+    /// Decides a change as `by`; answers once its events are durable.
     async fn command<R: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut OrgState, Timestamp) -> Result<Applied<R>, DomainError> + Send + 'static,
+        by: &Principal,
+        decide: impl FnOnce(&OrgState, Timestamp) -> Result<Applied<R>, DomainError> + Send + 'static,
     ) -> Result<R, ActorError> {
+        let msg = Command {
+            by: by.actor(),
+            decide: Box::new(decide),
+        };
         let (value, ack) = self
             .addr
-            .send(Command(Box::new(f)))
+            .send(msg)
             .await
             .map_err(|_| ActorError::Unavailable)??;
         ack.durable().await?;
@@ -41,10 +47,10 @@ impl OrgHandle {
 
     async fn query<R: Send + 'static>(
         &self,
-        f: impl FnOnce(&OrgState) -> Result<R, DomainError> + Send + 'static,
+        read: impl FnOnce(&OrgState, Timestamp) -> Result<R, DomainError> + Send + 'static,
     ) -> Result<R, ActorError> {
         self.addr
-            .send(Query(Box::new(f)))
+            .send(Query(Box::new(read)))
             .await
             .map_err(|_| ActorError::Unavailable)?
     }
@@ -52,12 +58,13 @@ impl OrgHandle {
     /// Adds a member (admins only).
     pub async fn add_member(
         &self,
-        actor: MemberId,
+        by: &Principal,
         email: Email,
         name: Option<String>,
         tenant_roles: Vec<TenantRole>,
     ) -> Result<Member, ActorError> {
-        self.command(move |s, now| {
+        let actor = by.member.clone();
+        self.command(by, move |s, now| {
             let member = Member {
                 id: MemberId::new(mint(MemberId::PREFIX, now, rand::random())),
                 email,
@@ -71,41 +78,38 @@ impl OrgHandle {
     }
 
     /// One member, for themselves or an admin.
-    pub async fn member(&self, actor: MemberId, id: String) -> Result<Member, ActorError> {
-        self.query(move |s| s.member(&actor, &id).cloned()).await
+    pub async fn member(&self, by: &Principal, id: String) -> Result<Member, ActorError> {
+        let actor = by.member.clone();
+        self.query(move |s, _| s.member(&actor, &id).cloned()).await
     }
 
     /// A page of members (admins only).
     pub async fn members(
         &self,
-        actor: MemberId,
+        by: &Principal,
         after: Option<String>,
         limit: usize,
     ) -> Result<Page<Member>, ActorError> {
-        self.query(move |s| s.members(&actor, after.as_deref(), limit))
+        let actor = by.member.clone();
+        self.query(move |s, _| s.members(&actor, after.as_deref(), limit))
             .await
     }
 
     /// Creates a key for `member`; the answer carries the secret, shown once.
     pub async fn create_key(
         &self,
-        actor: MemberId,
+        by: &Principal,
         member: String,
         name: String,
         scopes: Vec<Scope>,
         expires_at: Option<Timestamp>,
     ) -> Result<NewKey, ActorError> {
-        self.command(move |s, now| {
+        let actor = by.member.clone();
+        self.command(by, move |s, now| {
             let member = s.member(&actor, &member)?.id.clone();
             let NewKey { key, secret } = mint_key(member, name, scopes, expires_at, now);
-            let applied = s.create_key(&actor, key, now)?;
-            Ok(Applied {
-                value: NewKey {
-                    key: applied.value,
-                    secret,
-                },
-                events: applied.events,
-            })
+            Ok(s.create_key(&actor, key, now)?
+                .map(|key| NewKey { key, secret }))
         })
         .await
     }
@@ -113,77 +117,91 @@ impl OrgHandle {
     /// A page of one member's keys.
     pub async fn keys_of(
         &self,
-        actor: MemberId,
+        by: &Principal,
         member: String,
         after: Option<String>,
         limit: usize,
     ) -> Result<Page<ApiKey>, ActorError> {
-        self.query(move |s| s.keys_of(&actor, &member, after.as_deref(), limit))
+        let actor = by.member.clone();
+        self.query(move |s, _| s.keys_of(&actor, &member, after.as_deref(), limit))
             .await
     }
 
-    /// Revokes a key; effective for the next request.
-    pub async fn revoke_key(&self, actor: MemberId, id: String) -> Result<(), ActorError> {
-        self.command(move |s, _| s.revoke_key(&actor, &id)).await
+    /// Revokes a key and ends its leases; effective for the next request.
+    pub async fn revoke_key(&self, by: &Principal, id: String) -> Result<(), ActorError> {
+        let actor = by.member.clone();
+        self.command(by, move |s, _| s.revoke_key(&actor, &id))
+            .await
     }
 
     /// Creates a pool.
-    pub async fn create_pool(&self, actor: MemberId, spec: PoolSpec) -> Result<Pool, ActorError> {
-        self.command(move |s, now| {
+    pub async fn create_pool(
+        &self,
+        by: &Principal,
+        spec: PoolSpec,
+    ) -> Result<PoolStatus, ActorError> {
+        let actor = by.member.clone();
+        self.command(by, move |s, now| {
             let id = PoolId::new(mint(PoolId::PREFIX, now, rand::random()));
-            s.create_pool(&actor, id, spec, now)
+            Ok(s.create_pool(&actor, id, spec, now)?
+                .map(|pool| s.pool_status(&pool, now)))
         })
         .await
     }
 
     /// One pool with its live and waiting counts.
-    pub async fn pool(&self, actor: MemberId, id: String) -> Result<PoolStatus, ActorError> {
-        self.query(move |s| Ok(s.pool_status(s.pool(&actor, &id)?)))
+    pub async fn pool(&self, by: &Principal, id: String) -> Result<PoolStatus, ActorError> {
+        let actor = by.member.clone();
+        self.query(move |s, now| Ok(s.pool_status(s.pool(&actor, &id)?, now)))
             .await
     }
 
     /// A page of pools with their live session counts.
     pub async fn pools(
         &self,
-        actor: MemberId,
+        by: &Principal,
         after: Option<String>,
         limit: usize,
     ) -> Result<Page<PoolStatus>, ActorError> {
-        self.query(move |s| s.pools(&actor, after.as_deref(), limit))
+        let actor = by.member.clone();
+        self.query(move |s, now| s.pools(&actor, after.as_deref(), limit, now))
             .await
     }
 
     /// Changes a pool; the answer has its live session count.
     pub async fn update_pool(
         &self,
-        actor: MemberId,
+        by: &Principal,
         id: String,
         patch: PoolPatch,
     ) -> Result<PoolStatus, ActorError> {
-        self.command(move |s, now| {
-            let applied = s.update_pool(&actor, &id, patch, now)?;
-            Ok(Applied {
-                value: s.pool_status(&applied.value),
-                events: applied.events,
-            })
-        })
-        .await
+        let actor = by.member.clone();
+        self.command(by, move |s, now| s.update_pool(&actor, &id, patch, now))
+            .await
     }
 
     /// Deletes a pool without live sessions.
-    pub async fn delete_pool(&self, actor: MemberId, id: String) -> Result<(), ActorError> {
-        self.command(move |s, _| s.delete_pool(&actor, &id)).await
+    pub async fn delete_pool(&self, by: &Principal, id: String) -> Result<(), ActorError> {
+        let actor = by.member.clone();
+        self.command(by, move |s, _| s.delete_pool(&actor, &id))
+            .await
     }
 
-    /// Acquires a seat, waiting up to `wait` for one.
+    /// Acquires a seat, waiting up to `wait` for one. `gone` tells whether the caller
+    /// has left; a waiter that has is never granted a seat.
     pub async fn acquire(
         &self,
         request: AcquireRequest,
         wait: Duration,
+        gone: Option<GoneProbe>,
     ) -> Result<Acquired, ActorError> {
         let reply = self
             .addr
-            .send(Acquire { request, wait })
+            .send(Acquire {
+                request,
+                wait,
+                gone,
+            })
             .await
             .map_err(|_| ActorError::Unavailable)??;
         match reply {
@@ -196,30 +214,35 @@ impl OrgHandle {
     }
 
     /// Extends a member's own lease.
-    pub async fn heartbeat(&self, member: MemberId, id: String) -> Result<Lease, ActorError> {
-        self.command(move |s, now| s.heartbeat(&member, &id, now))
+    pub async fn heartbeat(&self, by: &Principal, id: String) -> Result<Lease, ActorError> {
+        let member = by.member.clone();
+        self.command(by, move |s, now| s.heartbeat(&member, &id, now))
             .await
     }
 
     /// Ends a member's own lease.
-    pub async fn release(&self, member: MemberId, id: String) -> Result<(), ActorError> {
-        self.command(move |s, now| s.release(&member, &id, now))
+    pub async fn release(&self, by: &Principal, id: String) -> Result<(), ActorError> {
+        let member = by.member.clone();
+        self.command(by, move |s, now| s.release(&member, &id, now))
             .await
     }
 
     /// An admin ends any lease.
-    pub async fn end_session(&self, actor: MemberId, id: String) -> Result<(), ActorError> {
-        self.command(move |s, _| s.end_session(&actor, &id)).await
+    pub async fn end_session(&self, by: &Principal, id: String) -> Result<(), ActorError> {
+        let actor = by.member.clone();
+        self.command(by, move |s, _| s.end_session(&actor, &id))
+            .await
     }
 
     /// A page of live leases (admins only).
     pub async fn sessions(
         &self,
-        actor: MemberId,
+        by: &Principal,
         after: Option<String>,
         limit: usize,
     ) -> Result<Page<Lease>, ActorError> {
-        self.query(move |s| s.sessions(&actor, after.as_deref(), limit))
+        let actor = by.member.clone();
+        self.query(move |s, _| s.sessions(&actor, after.as_deref(), limit))
             .await
     }
 }

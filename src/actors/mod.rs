@@ -11,12 +11,33 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
-use crate::domain::DomainError;
+use crate::domain::{Actor, DomainError, KeyId, MemberId};
 use crate::store::StoreError;
 
 pub use clock::now;
 pub use directory::{Directory, FoundedOrg, KeyEntry};
 pub use handle::OrgHandle;
+pub use org_actor::ActorSettings;
+
+/// Tells whether the caller of a waiting request has gone away.
+pub type GoneProbe = Box<dyn Fn() -> bool + Send>;
+
+/// A member acting through one of their API keys.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub member: MemberId,
+    pub key: KeyId,
+}
+
+impl Principal {
+    /// The actor journaled with the changes this principal makes.
+    pub fn actor(&self) -> Actor {
+        Actor::Member {
+            id: self.member.clone(),
+            key: Some(self.key.clone()),
+        }
+    }
+}
 
 /// What a call to an organization actor can answer besides its value.
 #[derive(Debug, Clone, Error)]

@@ -8,17 +8,40 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use super::directory::KeyIndex;
-use super::{clock, ActorError};
-use crate::domain::event::EndReason;
+use super::{clock, ActorError, GoneProbe};
 use crate::domain::ids::mint;
 use crate::domain::{
-    AcquireRequest, Acquired, Applied, DomainError, Event, OrgState, SessionId, Timestamp,
+    AcquireRequest, Acquired, Actor as By, Applied, DomainError, Event, OrgState, SessionId,
+    Timestamp, Turn, WaitLimits, Waiter,
 };
 use crate::store::{Ack, Store};
 use crate::telemetry::metric;
 
-/// Answers a waiting acquire.
-type WaiterReply = oneshot::Sender<Result<Acquired, ActorError>>;
+/// Leases ended by one expiry command: after a restart that finds many expired, the
+/// journal write behind each command (and every org's acknowledgements queued behind
+/// that write) stays small.
+const EXPIRE_CHUNK: usize = 1024;
+
+/// What an organization actor is configured with.
+#[derive(Debug, Clone, Copy)]
+pub struct ActorSettings {
+    /// Journal events after which the org is snapshotted (at least twice its size).
+    pub snapshot_every: u64,
+    /// How many acquires may wait, per key and per organization.
+    pub wait_limits: WaitLimits,
+}
+
+/// A queued acquire's caller: where its answer goes, and how to tell it has left.
+struct Pending {
+    reply: oneshot::Sender<Result<Acquired, ActorError>>,
+    gone: Option<GoneProbe>,
+}
+
+impl Pending {
+    fn gone(&self) -> bool {
+        self.reply.is_closed() || self.gone.as_ref().is_some_and(|gone| gone())
+    }
+}
 
 /// One organization: its state, its journal position, its expiry timer and waiters.
 pub(super) struct OrgActor {
@@ -29,10 +52,10 @@ pub(super) struct OrgActor {
     seq: u64,
     /// Events journaled since the last snapshot.
     journal_len: u64,
-    snapshot_every: u64,
+    settings: ActorSettings,
     /// The pending timer and the deadline it was set for.
     timer: Option<(Timestamp, SpawnHandle)>,
-    waiters: HashMap<u64, WaiterReply>,
+    waiters: HashMap<u64, Pending>,
     next_waiter: u64,
 }
 
@@ -43,7 +66,7 @@ impl OrgActor {
         keys: Arc<KeyIndex>,
         seq: u64,
         journal_len: u64,
-        snapshot_every: u64,
+        settings: ActorSettings,
     ) -> OrgActor {
         OrgActor {
             state,
@@ -51,49 +74,59 @@ impl OrgActor {
             keys,
             seq,
             journal_len,
-            snapshot_every,
+            settings,
             timer: None,
             waiters: HashMap::new(),
             next_waiter: 0,
         }
     }
 
-    /// Journals events already applied to the state and returns their acknowledgement.
-    fn journal(&mut self, events: &[Event]) -> Ack {
+    /// Applies a decided command's events and journals them together, as one change by
+    /// `by` at `now`; the [`Ack`] resolves once they are durable.
+    fn commit<T>(&mut self, by: &By, now: Timestamp, applied: Applied<T>) -> (T, Ack) {
+        let (value, events) = self.state.apply_all(applied);
         if events.is_empty() {
-            return Ack::done();
+            return (value, Ack::done());
         }
-        self.observe(events);
-        let ack = self.store.append(self.state.id(), self.seq + 1, events);
+        let ack = self
+            .store
+            .append(self.state.id(), self.seq + 1, now, by, &events);
         self.seq += events.len() as u64;
         self.journal_len += events.len() as u64;
         // Compact once the journal outgrows twice the state: each snapshot's cost is paid
         // for by the events it replaces, and replay at start stays short.
-        if self.journal_len >= self.snapshot_every.max(2 * self.state.size() as u64) {
+        let threshold = self
+            .settings
+            .snapshot_every
+            .max(2 * self.state.size() as u64);
+        if self.journal_len >= threshold {
             let from = self.seq + 1 - self.journal_len;
             self.store.snapshot(self.state.snapshot(), self.seq, from);
             self.journal_len = 0;
         }
-        ack
+        self.observe(&events);
+        (value, ack)
     }
 
-    /// Side effects of events outside the state: the key index and metrics.
-    fn observe(&self, events: &[Event]) {
+    /// Side effects of events outside the state: the key index, waiters of revoked
+    /// keys, and metrics.
+    fn observe(&mut self, events: &[Event]) {
         for e in events {
             match e {
                 Event::KeyCreated(k) => self.keys.insert(self.state.id(), k),
-                Event::KeyRevoked { id } => self.keys.remove(id),
+                Event::KeyRevoked { id } => {
+                    self.keys.remove(id);
+                    for w in self.state.waiters_of_key(id) {
+                        self.answer(w, Err(DomainError::KeyRevoked.into()));
+                    }
+                }
                 Event::LeaseGranted(_) => {
                     metrics::counter!(metric::SESSIONS_GRANTED).increment(1);
                     metrics::gauge!(metric::SESSIONS_LIVE).increment(1.0);
                 }
                 Event::LeaseEnded { reason, .. } => {
-                    let reason = match reason {
-                        EndReason::Released => "released",
-                        EndReason::Expired => "expired",
-                        EndReason::Ended => "ended",
-                    };
-                    metrics::counter!(metric::SESSIONS_ENDED, "reason" => reason).increment(1);
+                    metrics::counter!(metric::SESSIONS_ENDED, "reason" => reason.as_str())
+                        .increment(1);
                     metrics::gauge!(metric::SESSIONS_LIVE).decrement(1.0);
                 }
                 _ => {}
@@ -101,36 +134,59 @@ impl OrgActor {
         }
     }
 
-    /// Hands freed seats to waiters, oldest first; each hears back once its lease is durable.
+    /// Takes a waiter out of the queue and answers it.
+    fn answer(&mut self, waiter: u64, answer: Result<Acquired, ActorError>) {
+        self.state.dequeue(waiter);
+        if let Some(p) = self.waiters.remove(&waiter) {
+            let _ = p.reply.send(answer);
+        }
+    }
+
+    /// Hands free seats to waiters, first come first served on every pool each could
+    /// use; each hears back once its lease is durable. A waiter whose caller has left is
+    /// dropped without a seat.
     fn serve_waiters(&mut self, now: Timestamp) {
-        if !self.state.has_waiters() {
-            return;
-        }
-        let waiters = &self.waiters;
-        let served = self.state.serve_waiters(
-            now,
-            |w| waiters.get(&w).is_some_and(|tx| !tx.is_closed()),
-            || new_session_id(now),
-        );
-        let ack = self.journal(&served.events);
-        let replies: Vec<_> = served
-            .value
-            .into_iter()
-            .filter_map(|(w, result)| self.waiters.remove(&w).map(|tx| (tx, result)))
-            .collect();
-        if replies.is_empty() {
-            return;
-        }
-        actix::spawn(async move {
-            let durable = ack.durable().await.map_err(ActorError::from);
-            for (tx, result) in replies {
-                let answer = match (&durable, result) {
-                    (Err(e), _) => Err(e.clone()),
-                    (Ok(()), r) => r.map_err(ActorError::from),
-                };
-                let _ = tx.send(answer);
+        loop {
+            let pending = &self.waiters;
+            let turn = self.state.next_turn(
+                now,
+                |w| pending.get(&w).is_none_or(Pending::gone),
+                || new_session_id(now),
+            );
+            match turn {
+                None => return,
+                Some(Turn::Gone(w)) => {
+                    self.state.dequeue(w);
+                    self.waiters.remove(&w);
+                }
+                Some(Turn::Answer(w, Err(e))) => self.answer(w, Err(e.into())),
+                Some(Turn::Answer(w, Ok(applied))) => {
+                    let Some(waiter) = self.state.dequeue(w) else {
+                        continue;
+                    };
+                    let by = member_of(&waiter.request);
+                    let (acquired, ack) = self.commit(&by, now, applied);
+                    if let Some(p) = self.waiters.remove(&w) {
+                        actix::spawn(async move {
+                            let answer = ack.durable().await.map(|()| acquired);
+                            let _ = p.reply.send(answer.map_err(ActorError::from));
+                        });
+                    }
+                }
             }
-        });
+        }
+    }
+
+    /// Drops waiters whose callers have left, so they stop counting toward the limits.
+    fn drop_gone_waiters(&mut self) {
+        let gone: Vec<u64> = (self.waiters.iter())
+            .filter(|(_, p)| p.gone())
+            .map(|(w, _)| *w)
+            .collect();
+        for w in gone {
+            self.state.dequeue(w);
+            self.waiters.remove(&w);
+        }
     }
 
     /// What time alone changes: leases past their expiry end, waiters past their
@@ -138,21 +194,19 @@ impl OrgActor {
     fn tick(&mut self, ctx: &mut Context<Self>) {
         self.timer = None;
         let now = clock::now();
-        let expired = self.state.expire(now);
+        let expired = self.state.expire(now, EXPIRE_CHUNK);
         // Expiry needs no acknowledgement: a restart that lost it finds the lease past
         // its expiry and ends it again.
-        drop(self.journal(&expired.events));
-        for (w, err) in self.state.time_out_waiters(now) {
+        drop(self.commit(&By::System, now, expired));
+        for (w, err) in self.state.timed_out(now) {
             metrics::counter!(metric::SESSIONS_DENIED).increment(1);
-            if let Some(tx) = self.waiters.remove(&w) {
-                let _ = tx.send(Err(err.into()));
-            }
+            self.answer(w, Err(err.into()));
         }
-        self.serve_waiters(now);
-        self.arm(ctx);
+        self.settle(ctx, now);
     }
 
-    /// Makes sure a timer fires at the next deadline; nothing ever scans all leases.
+    /// Makes sure a timer fires at the next deadline (at once while expired leases
+    /// remain); nothing ever scans all leases.
     fn arm(&mut self, ctx: &mut Context<Self>) {
         let Some(next) = self.state.next_deadline() else {
             return;
@@ -179,6 +233,13 @@ fn new_session_id(now: Timestamp) -> SessionId {
     SessionId::new(mint(SessionId::PREFIX, now, rand::random()))
 }
 
+fn member_of(request: &AcquireRequest) -> By {
+    By::Member {
+        id: request.member.clone(),
+        key: Some(request.key.clone()),
+    }
+}
+
 impl Actor for OrgActor {
     type Context = Context<Self>;
 
@@ -191,16 +252,18 @@ impl Actor for OrgActor {
     }
 }
 
-/// The body of a [`Command`]: the domain call to make, given the current time.
-type ChangeFn<R> =
-    Box<dyn FnOnce(&mut OrgState, Timestamp) -> Result<Applied<R>, DomainError> + Send>;
+/// The body of a [`Command`]: the domain decision to make, given the current time.
+type DecideFn<R> = Box<dyn FnOnce(&OrgState, Timestamp) -> Result<Applied<R>, DomainError> + Send>;
 
 /// The body of a [`Query`].
-type ReadFn<R> = Box<dyn FnOnce(&OrgState) -> Result<R, DomainError> + Send>;
+type ReadFn<R> = Box<dyn FnOnce(&OrgState, Timestamp) -> Result<R, DomainError> + Send>;
 
-/// A change: runs against the state, its events are journaled, and the caller hears
-/// back once they are durable.
-pub(super) struct Command<R>(pub(super) ChangeFn<R>);
+/// A change by `by`: decided against the state, its events applied and journaled
+/// together, and the caller hears back once they are durable.
+pub(super) struct Command<R> {
+    pub(super) by: By,
+    pub(super) decide: DecideFn<R>,
+}
 
 impl<R: 'static> Message for Command<R> {
     type Result = Result<(R, Ack), ActorError>;
@@ -213,10 +276,10 @@ impl<R: Send + 'static> Handler<Command<R>> for OrgActor {
 
     fn handle(&mut self, msg: Command<R>, ctx: &mut Self::Context) -> Self::Result {
         let now = clock::now();
-        let applied = (msg.0)(&mut self.state, now)?;
-        let ack = self.journal(&applied.events);
+        let applied = (msg.decide)(&self.state, now)?;
+        let answer = self.commit(&msg.by, now, applied);
         self.settle(ctx, now);
-        Ok((applied.value, ack))
+        Ok(answer)
     }
 }
 
@@ -231,7 +294,7 @@ impl<R: Send + 'static> Handler<Query<R>> for OrgActor {
     type Result = Result<R, ActorError>;
 
     fn handle(&mut self, msg: Query<R>, _ctx: &mut Self::Context) -> Self::Result {
-        (msg.0)(&self.state).map_err(ActorError::from)
+        (msg.0)(&self.state, clock::now()).map_err(ActorError::from)
     }
 }
 
@@ -239,6 +302,7 @@ impl<R: Send + 'static> Handler<Query<R>> for OrgActor {
 pub(super) struct Acquire {
     pub(super) request: AcquireRequest,
     pub(super) wait: Duration,
+    pub(super) gone: Option<GoneProbe>,
 }
 
 /// How an acquire is answered: granted now (once durable), or queued for a seat.
@@ -256,19 +320,39 @@ impl Handler<Acquire> for OrgActor {
 
     fn handle(&mut self, msg: Acquire, ctx: &mut Self::Context) -> Self::Result {
         let now = clock::now();
-        match self.state.acquire(&msg.request, new_session_id(now), now) {
+        // Seats go to those already waiting before a newcomer is decided.
+        self.serve_waiters(now);
+        let decided = self.state.acquire(&msg.request, new_session_id(now), now);
+        match decided {
             Ok(applied) => {
-                let ack = self.journal(&applied.events);
+                let (acquired, ack) = self.commit(&member_of(&msg.request), now, applied);
                 self.arm(ctx);
-                Ok(AcquireReply::Granted(applied.value, ack))
+                Ok(AcquireReply::Granted(acquired, ack))
             }
             Err(DomainError::SeatCapReached { .. }) if !msg.wait.is_zero() => {
                 let id = self.next_waiter;
                 self.next_waiter += 1;
-                let (tx, rx) = oneshot::channel();
-                self.waiters.insert(id, tx);
-                let deadline = Timestamp(now.millis() + msg.wait.as_millis() as i64);
-                self.state.enqueue(id, msg.request, deadline);
+                let waiter = Waiter {
+                    id,
+                    request: msg.request,
+                    deadline: Timestamp(now.millis() + msg.wait.as_millis() as i64),
+                };
+                let limits = self.settings.wait_limits;
+                let queued = self.state.enqueue(waiter.clone(), limits, now);
+                if queued.is_err() {
+                    // Callers that left still hold places until their deadline; make
+                    // room from them before refusing.
+                    self.drop_gone_waiters();
+                    self.state.enqueue(waiter, limits, now)?;
+                }
+                let (reply, rx) = oneshot::channel();
+                self.waiters.insert(
+                    id,
+                    Pending {
+                        reply,
+                        gone: msg.gone,
+                    },
+                );
                 self.arm(ctx);
                 Ok(AcquireReply::Queued(rx))
             }

@@ -27,6 +27,12 @@ pub enum DomainError {
     /// The pool has expired; its sessions are not renewed.
     #[error("the pool of this session has expired")]
     PoolExpired,
+    /// Too many acquires are queued already, for this key or this organization.
+    #[error("too many acquires are waiting; retry later")]
+    RateLimited { retry_after: u64 },
+    /// The key the request came with was revoked while it waited.
+    #[error("the API key of this request was revoked")]
+    KeyRevoked,
     /// The change would break an invariant or duplicate something unique.
     #[error("{message}")]
     Conflict { message: String, live: Option<u32> },

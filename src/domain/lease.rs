@@ -4,13 +4,20 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use super::{MemberId, PoolId, SessionId, Timestamp};
+use super::{DomainError, KeyId, MemberId, PoolId, SessionId, Timestamp};
+
+/// Largest `meta` a lease keeps, serialized.
+pub const MAX_META_BYTES: usize = 1024;
+/// Longest machine fingerprint accepted.
+pub const MAX_FINGERPRINT: usize = 256;
 
 /// A live session holding one seat of a floating pool.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lease {
     pub id: SessionId,
     pub member: MemberId,
+    /// The key it was taken with; revoking that key ends the lease.
+    pub key: KeyId,
     pub product: String,
     pub pool: PoolId,
     pub fingerprint: Option<String>,
@@ -32,10 +39,46 @@ impl Lease {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AcquireRequest {
     pub member: MemberId,
+    /// The key the request came with.
+    pub key: KeyId,
     pub product: String,
     pub fingerprint: Option<String>,
     pub ttl_seconds: Option<u32>,
     pub meta: Option<serde_json::Value>,
+}
+
+/// Checks a machine fingerprint: 1-256 characters.
+pub fn check_fingerprint(fingerprint: &str) -> Result<(), DomainError> {
+    if fingerprint.is_empty() || fingerprint.len() > MAX_FINGERPRINT {
+        return Err(DomainError::invalid(
+            "fingerprint",
+            format!("must be 1-{MAX_FINGERPRINT} characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a lease's `meta`: a flat object of strings, numbers, booleans or nulls, at
+/// most [`MAX_META_BYTES`] serialized. It is kept in every lease, journaled and
+/// snapshotted, so its size is the server's to bound, not the client's.
+pub fn check_meta(meta: &serde_json::Value) -> Result<(), DomainError> {
+    let Some(fields) = meta.as_object() else {
+        return Err(DomainError::invalid("meta", "must be a JSON object"));
+    };
+    if fields.values().any(|v| v.is_object() || v.is_array()) {
+        return Err(DomainError::invalid(
+            "meta",
+            "values must be strings, numbers, booleans or null (a flat object)",
+        ));
+    }
+    let size = serde_json::to_vec(meta).map_or(usize::MAX, |b| b.len());
+    if size > MAX_META_BYTES {
+        return Err(DomainError::invalid(
+            "meta",
+            format!("is {size} bytes serialized; at most {MAX_META_BYTES}"),
+        ));
+    }
+    Ok(())
 }
 
 /// The identity that makes acquire idempotent: one live lease per machine.
@@ -98,17 +141,32 @@ impl Leases {
             .min()
     }
 
-    /// Ids of leases whose expiry is at or before `now`, soonest first.
-    pub fn expired(&self, now: Timestamp) -> Vec<SessionId> {
+    /// Ids of up to `limit` leases whose expiry is at or before `now`.
+    pub fn expired(&self, now: Timestamp, limit: usize) -> Vec<SessionId> {
         let mut out = Vec::new();
         for set in self.deadlines.values() {
+            let room = limit - out.len();
             out.extend(
                 set.iter()
                     .take_while(|(at, _)| *at <= now)
+                    .take(room)
                     .map(|(_, id)| id.clone()),
             );
+            if out.len() == limit {
+                break;
+            }
         }
         out
+    }
+
+    /// Ids of the leases taken with `key`. Scans every lease: revocation is rare, and an
+    /// index would cost memory on every lease.
+    pub fn taken_with(&self, key: &KeyId) -> Vec<SessionId> {
+        self.by_id
+            .values()
+            .filter(|l| &l.key == key)
+            .map(|l| l.id.clone())
+            .collect()
     }
 
     pub(super) fn insert(&mut self, lease: Lease) {

@@ -55,15 +55,6 @@ pub struct Member {
     pub created_at: Timestamp,
 }
 
-impl Member {
-    /// Owners and administrators manage the organization.
-    pub fn is_admin(&self) -> bool {
-        self.tenant_roles
-            .iter()
-            .any(|r| matches!(r, TenantRole::Owner | TenantRole::Administrator))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,17 +15,19 @@ pub mod org;
 pub mod page;
 pub mod pool;
 pub mod time;
+pub mod waiters;
 
 pub use error::DomainError;
-pub use event::Event;
+pub use event::{Actor, EndReason, Event};
 pub use ids::{KeyId, MemberId, OrgId, PoolId, SessionId};
 pub use key::{ApiKey, Scope, Scopes};
 pub use lease::{AcquireRequest, Lease};
 pub use member::{Email, Member, TenantRole};
-pub use org::{Acquired, Applied, OrgState, PoolStatus, Snapshot};
+pub use org::{Acquired, Action, Applied, Decision, OrgState, PoolStatus, Snapshot, Turn};
 pub use page::Page;
 pub use pool::{Pool, PoolKind, PoolPatch, PoolSource, PoolSpec};
 pub use time::Timestamp;
+pub use waiters::{WaitLimits, Waiter};
 
 #[cfg(test)]
 mod tests;

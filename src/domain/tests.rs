@@ -1,5 +1,6 @@
 //! Properties of the rules: caps hold, acquire is idempotent, expiry frees exactly the
-//! expired, and replaying the journal rebuilds the same state.
+//! expired, a refused command changes nothing, and replaying the journal rebuilds the
+//! same state. Then the hardening cases, one test per defect they fixed.
 
 use proptest::prelude::*;
 
@@ -17,67 +18,112 @@ fn member(id: &str, email: &str, roles: Vec<TenantRole>) -> Member {
     }
 }
 
-fn key(id: &str) -> ApiKey {
+fn key_of(id: &str, member: &str, scopes: Vec<Scope>) -> ApiKey {
     ApiKey {
         id: KeyId::new(id),
-        member: MemberId::new(OWNER),
+        member: MemberId::new(member),
         name: "k".into(),
         hash: "00".repeat(32),
-        scopes: vec![Scope::Sessions],
+        scopes,
         expires_at: None,
         created_at: Timestamp(0),
     }
 }
 
-/// An org with members m0..m3 and floating pools of `kre` with the given seats.
+/// Decides a command and, if it is allowed, applies its events to `state` and `journal`.
+fn run<T>(
+    state: &mut OrgState,
+    journal: &mut Vec<Event>,
+    decided: impl FnOnce(&OrgState) -> Result<Applied<T>, DomainError>,
+) -> Result<T, DomainError> {
+    let applied = decided(state)?;
+    let (value, events) = state.apply_all(applied);
+    journal.extend(events);
+    Ok(value)
+}
+
+fn floating(product: &str, seats: i64, ttl: i64) -> PoolSpec {
+    PoolSpec {
+        product: product.into(),
+        kind: PoolKind::Floating,
+        seats,
+        source: PoolSource::Purchased,
+        expires_at: None,
+        includes: vec![],
+        entitled: None,
+        ttl_seconds: Some(ttl),
+        max_machines: None,
+    }
+}
+
+/// An org with members m0..m3 (each with key `key_m{i}`) and floating pools of `kre`
+/// with the given seats.
 fn org(seats: &[u32]) -> (OrgState, Vec<Event>) {
     let owner = member(OWNER, "owner@x.io", vec![]);
-    let founded =
-        OrgState::found(OrgId::new("org_t"), "t", owner, key("key_t"), Timestamp(0)).unwrap();
-    let mut state = founded.value;
-    let mut journal = founded.events;
+    let key = key_of("key_owner", OWNER, vec![Scope::Admin, Scope::Sessions]);
+    let mut journal = OrgState::found(OrgId::new("org_t"), "t", owner, key, Timestamp(0)).unwrap();
+    let mut state = OrgState::empty(OrgId::new("org_t"));
+    for e in &journal {
+        state.apply(e);
+    }
     let admin = MemberId::new(OWNER);
     for i in 0..4 {
         let m = member(&format!("usr_m{i}"), &format!("m{i}@x.io"), vec![]);
-        journal.extend(state.add_member(&admin, m).unwrap().events);
+        run(&mut state, &mut journal, |s| s.add_member(&admin, m)).unwrap();
+        let k = key_of(
+            &format!("key_m{i}"),
+            &format!("usr_m{i}"),
+            vec![Scope::Sessions],
+        );
+        run(&mut state, &mut journal, |s| {
+            s.create_key(&admin, k, Timestamp(0))
+        })
+        .unwrap();
     }
     for (i, s) in seats.iter().enumerate() {
-        let spec = PoolSpec {
-            product: "kre".into(),
-            kind: PoolKind::Floating,
-            seats: *s as i64,
-            source: PoolSource::Purchased,
-            expires_at: None,
-            includes: vec![],
-            entitled: None,
-            ttl_seconds: Some(10),
-            max_machines: None,
-        };
         let id = PoolId::new(format!("pool_{i}"));
-        journal.extend(
-            state
-                .create_pool(&admin, id, spec, Timestamp(0))
-                .unwrap()
-                .events,
-        );
+        let spec = floating("kre", *s as i64, 10);
+        run(&mut state, &mut journal, |st| {
+            st.create_pool(&admin, id, spec, Timestamp(0))
+        })
+        .unwrap();
     }
     (state, journal)
+}
+
+fn request(m: u8, fp: Option<&str>) -> AcquireRequest {
+    AcquireRequest {
+        member: MemberId::new(format!("usr_m{m}")),
+        key: KeyId::new(format!("key_m{m}")),
+        product: "kre".into(),
+        fingerprint: fp.map(str::to_owned),
+        ttl_seconds: None,
+        meta: None,
+    }
 }
 
 #[derive(Debug, Clone)]
 enum Op {
     Acquire { member: u8, fp: Option<u8> },
-    Heartbeat { pick: usize },
-    Release { pick: usize },
+    Heartbeat { pick: usize, by: Option<u8> },
+    Release { pick: usize, by: Option<u8> },
+    Resize { pool: usize, seats: i64 },
+    DeletePool { pool: usize },
+    AddMember { n: u8 },
+    Revoke { member: u8 },
     Advance { ms: u16 },
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        4 => (0u8..4, proptest::option::of(0u8..6)).prop_map(|(member, fp)| Op::Acquire { member, fp }),
-        2 => any::<usize>().prop_map(|pick| Op::Heartbeat { pick }),
-        2 => any::<usize>().prop_map(|pick| Op::Release { pick }),
-        1 => (0u16..15_000).prop_map(|ms| Op::Advance { ms }),
+        6 => (0u8..5, proptest::option::of(0u8..6)).prop_map(|(member, fp)| Op::Acquire { member, fp }),
+        2 => (any::<usize>(), proptest::option::of(0u8..4)).prop_map(|(pick, by)| Op::Heartbeat { pick, by }),
+        2 => (any::<usize>(), proptest::option::of(0u8..4)).prop_map(|(pick, by)| Op::Release { pick, by }),
+        1 => (0usize..3, -1i64..5).prop_map(|(pool, seats)| Op::Resize { pool, seats }),
+        1 => (0usize..3).prop_map(|pool| Op::DeletePool { pool }),
+        1 => (0u8..6).prop_map(|n| Op::AddMember { n }),
+        1 => (0u8..5).prop_map(|member| Op::Revoke { member }),
+        2 => (0u16..15_000).prop_map(|ms| Op::Advance { ms }),
     ]
 }
 
@@ -91,67 +137,94 @@ fn live_ids(state: &OrgState) -> Vec<SessionId> {
         .collect()
 }
 
+fn image(s: &OrgState) -> serde_json::Value {
+    serde_json::to_value(s.snapshot()).unwrap()
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(200))]
 
     #[test]
-    fn caps_hold_acquire_is_idempotent_and_replay_rebuilds(
+    fn caps_hold_refusals_change_nothing_and_replay_rebuilds(
         seats in proptest::collection::vec(1u32..4, 1..3),
         ops in proptest::collection::vec(op(), 1..120),
     ) {
         let (mut state, mut journal) = org(&seats);
+        let owner = MemberId::new(OWNER);
         let mut now = Timestamp(1_000);
         let mut next_id = 0u64;
         for op in ops {
-            match op {
+            let before = image(&state);
+            let result: Result<(), DomainError> = match op.clone() {
                 Op::Acquire { member, fp } => {
-                    let req = AcquireRequest {
-                        member: MemberId::new(format!("usr_m{member}")),
-                        product: "kre".into(),
-                        fingerprint: fp.map(|f| format!("fp{f}")),
-                        ttl_seconds: None,
-                        meta: None,
-                    };
-                    let held = fp.and_then(|f| {
+                    let fp = fp.map(|f| format!("fp{f}"));
+                    let req = request(member, fp.as_deref());
+                    let held = fp.as_ref().and_then(|f| {
                         live_ids(&state).into_iter().find(|id| {
                             let l = state.lease(id.as_str()).unwrap();
-                            l.member == req.member && l.fingerprint.as_deref() == Some(&format!("fp{f}")) && l.expires_at > now
+                            l.member == req.member && l.fingerprint.as_ref() == Some(f) && l.expires_at > now
                         })
                     });
                     next_id += 1;
-                    match state.acquire(&req, SessionId::new(format!("ses_{next_id:08}")), now) {
+                    let id = SessionId::new(format!("ses_{next_id:08}"));
+                    let r = run(&mut state, &mut journal, |s| s.acquire(&req, id, now));
+                    match &r {
                         Ok(a) => {
                             // Idempotent: a machine with a live lease gets that lease back.
-                            prop_assert_eq!(a.value.fresh, held.is_none());
-                            if let Some(h) = held {
-                                prop_assert_eq!(&a.value.lease.id, &h);
+                            prop_assert_eq!(a.fresh, held.is_none());
+                            if let Some(h) = &held {
+                                prop_assert_eq!(&a.lease.id, h);
                             }
-                            journal.extend(a.events);
                         }
                         Err(DomainError::SeatCapReached { retry_after, .. }) => {
                             prop_assert!(held.is_none());
-                            prop_assert!(retry_after >= 1);
+                            prop_assert!(*retry_after >= 1);
                         }
+                        Err(DomainError::NotEntitled { .. } | DomainError::KeyRevoked) => {}
                         Err(e) => prop_assert!(false, "unexpected {e:?}"),
                     }
+                    r.map(drop)
                 }
-                Op::Heartbeat { pick } | Op::Release { pick } if state.sessions_live() > 0 => {
+                Op::Heartbeat { pick, by } | Op::Release { pick, by } => {
                     let ids = live_ids(&state);
-                    let id = ids[pick % ids.len()].clone();
-                    let lease = state.lease(id.as_str()).unwrap().clone();
-                    let result = if matches!(op, Op::Heartbeat { .. }) {
-                        state.heartbeat(&lease.member, id.as_str(), now).map(|a| a.events)
+                    let id = ids.get(pick % ids.len().max(1)).map_or("ses_none".into(), |i| i.to_string());
+                    let holder = state.lease(&id).map(|l| l.member.clone());
+                    let who = by.map_or(holder.clone().unwrap_or(owner.clone()), |m| MemberId::new(format!("usr_m{m}")));
+                    let r = if matches!(op, Op::Heartbeat { .. }) {
+                        run(&mut state, &mut journal, |s| s.heartbeat(&who, &id, now)).map(drop)
                     } else {
-                        state.release(&lease.member, id.as_str(), now).map(|a| a.events)
+                        run(&mut state, &mut journal, |s| s.release(&who, &id, now)).map(drop)
                     };
-                    match result {
-                        Ok(events) => journal.extend(events),
-                        // Past its expiry but not yet reaped: ended for its holder.
-                        Err(DomainError::SessionNotFound) => prop_assert!(lease.expires_at <= now),
-                        Err(e) => prop_assert!(false, "unexpected {e:?}"),
+                    if r.is_err() {
+                        // Another member's lease, an ended one, or one past its expiry.
+                        prop_assert_eq!(r.clone().unwrap_err(), DomainError::SessionNotFound);
+                        let lease = state.lease(&id);
+                        prop_assert!(lease.is_none_or(|l| Some(&l.member) != Some(&who) || l.expires_at <= now));
                     }
+                    r
                 }
-                Op::Heartbeat { .. } | Op::Release { .. } => {}
+                Op::Resize { pool, seats } => {
+                    let id = format!("pool_{pool}");
+                    let patch = PoolPatch { seats: Some(seats), expires_at: None };
+                    run(&mut state, &mut journal, |s| s.update_pool(&owner, &id, patch, now)).map(drop)
+                }
+                Op::DeletePool { pool } => {
+                    let id = format!("pool_{pool}");
+                    run(&mut state, &mut journal, |s| s.delete_pool(&owner, &id))
+                }
+                Op::AddMember { n } => {
+                    // Some of these repeat an e-mail, and are refused.
+                    let m = member(&format!("usr_x{next_id}"), &format!("x{n}@x.io"), vec![]);
+                    next_id += 1;
+                    run(&mut state, &mut journal, |s| s.add_member(&owner, m)).map(drop)
+                }
+                Op::Revoke { member } => {
+                    let id = format!("key_m{member}");
+                    let r = run(&mut state, &mut journal, |s| s.revoke_key(&owner, &id));
+                    // Revoking a key ends the leases taken with it.
+                    prop_assert!(state.snapshot().leases.iter().all(|l| l.key.as_str() != id));
+                    r
+                }
                 Op::Advance { ms } => {
                     now = Timestamp(now.millis() + ms as i64);
                     let before = live_ids(&state);
@@ -160,17 +233,21 @@ proptest! {
                         .filter(|id| state.lease(id.as_str()).unwrap().expires_at <= now)
                         .cloned()
                         .collect();
-                    let applied = state.expire(now);
+                    let n = run(&mut state, &mut journal, |s| Ok(s.expire(now, usize::MAX))).unwrap();
                     // Expiry frees exactly the expired leases.
-                    prop_assert_eq!(applied.value, expired.len());
+                    prop_assert_eq!(n, expired.len());
                     let after = live_ids(&state);
                     prop_assert_eq!(after.len(), before.len() - expired.len());
                     prop_assert!(after.iter().all(|id| !expired.contains(id)));
-                    journal.extend(applied.events);
+                    Ok(())
                 }
+            };
+            if result.is_err() {
+                // A refused command leaves the state exactly as it was.
+                prop_assert_eq!(&image(&state), &before, "{:?} changed state", op);
             }
             // live ≤ seats on every pool, after every step.
-            let page = state.pools(&MemberId::new(OWNER), None, usize::MAX).unwrap();
+            let page = state.pools(&owner, None, usize::MAX, now).unwrap();
             for p in page.items {
                 prop_assert!(p.live <= p.pool.seats, "{} live on {} seats", p.live, p.pool.seats);
             }
@@ -180,53 +257,300 @@ proptest! {
         for e in &journal {
             replayed.apply(e);
         }
-        let image = |s: &OrgState| serde_json::to_value(s.snapshot()).unwrap();
         prop_assert_eq!(image(&replayed), image(&state));
         prop_assert_eq!(image(&OrgState::restore(state.snapshot())), image(&state));
     }
 }
 
+const LIMITS: WaitLimits = WaitLimits {
+    per_key: 8,
+    per_org: 16,
+};
+
+fn waiter(id: u64, req: AcquireRequest, deadline: i64) -> Waiter {
+    Waiter {
+        id,
+        request: req,
+        deadline: Timestamp(deadline),
+    }
+}
+
+/// Serves the queue as the actor does; answers the waiters granted, in order.
+fn serve(state: &mut OrgState, now: Timestamp) -> Vec<u64> {
+    let mut served = Vec::new();
+    let n = std::cell::Cell::new(0);
+    let new_id = || {
+        n.set(n.get() + 1);
+        SessionId::new(format!("ses_w{}", n.get()))
+    };
+    while let Some(turn) = state.next_turn(now, |_| false, new_id) {
+        match turn {
+            Turn::Gone(w) => {
+                state.dequeue(w);
+            }
+            Turn::Answer(w, result) => {
+                state.dequeue(w);
+                if let Ok(applied) = result {
+                    state.apply_all(applied);
+                    served.push(w);
+                }
+            }
+        }
+    }
+    served
+}
+
 #[test]
 fn waiters_are_served_in_order_and_time_out() {
-    let (mut state, _) = org(&[1]);
+    let (mut state, mut journal) = org(&[1]);
     let now = Timestamp(1_000);
-    let req = |m: u8| AcquireRequest {
-        member: MemberId::new(format!("usr_m{m}")),
-        product: "kre".into(),
-        fingerprint: None,
-        ttl_seconds: None,
-        meta: None,
-    };
-    let held = state
-        .acquire(&req(0), SessionId::new("ses_a"), now)
-        .unwrap()
-        .value
-        .lease;
-    state.enqueue(1, req(1), Timestamp(5_000));
-    state.enqueue(2, req(2), Timestamp(9_000));
-    // A newcomer does not overtake the queue.
+    let held = run(&mut state, &mut journal, |s| {
+        s.acquire(&request(0, None), SessionId::new("ses_a"), now)
+    })
+    .unwrap()
+    .lease;
+    state
+        .enqueue(waiter(1, request(1, None), 5_000), LIMITS, now)
+        .unwrap();
+    state
+        .enqueue(waiter(2, request(2, None), 9_000), LIMITS, now)
+        .unwrap();
+    run(&mut state, &mut journal, |s| {
+        s.release(&held.member, "ses_a", now)
+    })
+    .unwrap();
+    // A newcomer does not take the seat a waiter could take.
     assert!(matches!(
-        state.acquire(&req(3), SessionId::new("ses_x"), now),
+        state.acquire(&request(3, None), SessionId::new("ses_x"), now),
         Err(DomainError::SeatCapReached { .. })
     ));
-    state.release(&held.member, "ses_a", now).unwrap();
-    let mut n = 0;
-    let served = state.serve_waiters(
-        now,
-        |_| true,
-        || {
-            n += 1;
-            SessionId::new(format!("ses_w{n}"))
-        },
+    assert_eq!(
+        serve(&mut state, now),
+        vec![1],
+        "the first waiter is served first"
     );
-    assert_eq!(served.value.len(), 1);
-    assert_eq!(served.value[0].0, 1, "the first waiter is served first");
     assert_eq!(state.next_deadline(), Some(Timestamp(9_000)));
-    let timed_out = state.time_out_waiters(Timestamp(9_000));
+    let timed_out = state.timed_out(Timestamp(9_000));
     assert_eq!(timed_out.len(), 1);
     assert!(matches!(
         timed_out[0],
         (2, DomainError::SeatCapReached { .. })
     ));
-    assert!(!state.has_waiters());
+}
+
+/// Defect 3: a front waiter that no free pool can serve holds nobody else off.
+#[test]
+fn a_waiter_no_pool_can_serve_blocks_no_one() {
+    let (mut state, mut journal) = org(&[1]);
+    let owner = MemberId::new(OWNER);
+    let now = Timestamp(1_000);
+    // pool_0: 1 seat, ttl 10 (taken); pool_1: 1 seat, ttl 5.
+    run(&mut state, &mut journal, |s| {
+        s.create_pool(&owner, PoolId::new("pool_1"), floating("kre", 1, 5), now)
+    })
+    .unwrap();
+    let taken = run(&mut state, &mut journal, |s| {
+        s.acquire(
+            &AcquireRequest {
+                ttl_seconds: Some(10),
+                ..request(0, None)
+            },
+            SessionId::new("ses_a"),
+            now,
+        )
+    })
+    .unwrap();
+    assert_eq!(taken.lease.pool.as_str(), "pool_0");
+    // The front waiter needs ttl 10: only the full pool_0 fits it.
+    let long = AcquireRequest {
+        ttl_seconds: Some(10),
+        ..request(1, None)
+    };
+    state.enqueue(waiter(1, long, 60_000), LIMITS, now).unwrap();
+    // A newcomer that fits pool_1 takes its seat: no waiter could.
+    let newcomer = run(&mut state, &mut journal, |s| {
+        s.acquire(&request(2, None), SessionId::new("ses_n"), now)
+    })
+    .unwrap();
+    assert_eq!(newcomer.lease.pool.as_str(), "pool_1");
+    // A second waiter that fits pool_1 is served when pool_1 frees, past the front one.
+    state
+        .enqueue(waiter(2, request(3, None), 60_000), LIMITS, now)
+        .unwrap();
+    run(&mut state, &mut journal, |s| {
+        s.release(&MemberId::new("usr_m2"), "ses_n", now)
+    })
+    .unwrap();
+    assert_eq!(serve(&mut state, now), vec![2]);
+    // And when pool_0 frees, the front waiter gets it.
+    run(&mut state, &mut journal, |s| {
+        s.release(&MemberId::new("usr_m0"), "ses_a", now)
+    })
+    .unwrap();
+    assert_eq!(serve(&mut state, now), vec![1]);
+}
+
+#[test]
+fn waiting_is_limited_per_key_and_per_org() {
+    let (mut state, _) = org(&[1]);
+    let now = Timestamp(1_000);
+    let limits = WaitLimits {
+        per_key: 2,
+        per_org: 3,
+    };
+    for i in 0..2 {
+        state
+            .enqueue(waiter(i, request(0, None), 9_000), limits, now)
+            .unwrap();
+    }
+    assert!(matches!(
+        state.enqueue(waiter(2, request(0, None), 9_000), limits, now),
+        Err(DomainError::RateLimited { .. })
+    ));
+    state
+        .enqueue(waiter(3, request(1, None), 9_000), limits, now)
+        .unwrap();
+    assert!(matches!(
+        state.enqueue(waiter(4, request(2, None), 9_000), limits, now),
+        Err(DomainError::RateLimited { .. })
+    ));
+    state.dequeue(0);
+    state
+        .enqueue(waiter(5, request(2, None), 9_000), limits, now)
+        .unwrap();
+}
+
+/// Defect 2: re-acquiring keeps no lease alive on a pool that expired.
+#[test]
+fn a_repeated_acquire_does_not_renew_a_lease_of_an_expired_pool() {
+    let (mut state, mut journal) = org(&[]);
+    let owner = MemberId::new(OWNER);
+    let now = Timestamp(1_000);
+    let trial = PoolSpec {
+        source: PoolSource::Trial,
+        expires_at: Some(Timestamp(5_000)),
+        ..floating("kre", 2, 10)
+    };
+    run(&mut state, &mut journal, |s| {
+        s.create_pool(&owner, PoolId::new("pool_t"), trial, now)
+    })
+    .unwrap();
+    let first = run(&mut state, &mut journal, |s| {
+        s.acquire(&request(0, Some("m")), SessionId::new("ses_1"), now)
+    })
+    .unwrap();
+    assert!(first.fresh);
+    // After the trial ends, the same machine is not renewed: nothing entitles it.
+    let later = Timestamp(6_000);
+    assert!(matches!(
+        state.acquire(&request(0, Some("m")), SessionId::new("ses_2"), later),
+        Err(DomainError::NotEntitled { .. })
+    ));
+    assert_eq!(
+        state
+            .heartbeat(&MemberId::new("usr_m0"), "ses_1", later)
+            .unwrap_err(),
+        DomainError::PoolExpired
+    );
+    // With a purchased pool beside it, the old lease ends and a new one is granted there.
+    run(&mut state, &mut journal, |s| {
+        s.create_pool(&owner, PoolId::new("pool_p"), floating("kre", 1, 10), later)
+    })
+    .unwrap();
+    let again = run(&mut state, &mut journal, |s| {
+        s.acquire(&request(0, Some("m")), SessionId::new("ses_3"), later)
+    })
+    .unwrap();
+    assert!(again.fresh);
+    assert_eq!(again.lease.pool.as_str(), "pool_p");
+    assert!(state.lease("ses_1").is_none(), "the trial lease ended");
+    assert_eq!(state.sessions_live(), 1);
+}
+
+/// Defect 9: expiry ends leases in bounded chunks.
+#[test]
+fn expiry_is_chunked() {
+    let (mut state, mut journal) = org(&[100]);
+    let now = Timestamp(1_000);
+    for i in 0..25 {
+        run(&mut state, &mut journal, |s| {
+            s.acquire(
+                &request(0, None),
+                SessionId::new(format!("ses_{i:03}")),
+                now,
+            )
+        })
+        .unwrap();
+    }
+    let later = Timestamp(60_000);
+    let mut chunks = Vec::new();
+    loop {
+        let n = run(&mut state, &mut journal, |s| Ok(s.expire(later, 10))).unwrap();
+        if n == 0 {
+            break;
+        }
+        chunks.push(n);
+    }
+    assert_eq!(chunks, vec![10, 10, 5]);
+    assert_eq!(state.sessions_live(), 0);
+}
+
+/// Defect 7: an administrator manages keys below the owner, never the owner's; the
+/// owner's last admin key stays; revoking a key ends the leases taken with it.
+#[test]
+fn key_management_respects_the_owner() {
+    let (mut state, mut journal) = org(&[5]);
+    let owner = MemberId::new(OWNER);
+    let admin = MemberId::new("usr_admin");
+    let now = Timestamp(1_000);
+    let m = member("usr_admin", "admin@x.io", vec![TenantRole::Administrator]);
+    run(&mut state, &mut journal, |s| s.add_member(&owner, m)).unwrap();
+    let owner_key = key_of("key_evil", OWNER, vec![Scope::Admin]);
+    assert!(matches!(
+        state.create_key(&admin, owner_key, now),
+        Err(DomainError::Forbidden(_))
+    ));
+    assert!(matches!(
+        state.revoke_key(&admin, "key_owner"),
+        Err(DomainError::Forbidden(_))
+    ));
+    assert!(matches!(
+        state.revoke_key(&owner, "key_owner"),
+        Err(DomainError::Conflict { .. })
+    ));
+    // The owner may replace it, then revoke the old one.
+    let second = key_of("key_owner2", OWNER, vec![Scope::Admin]);
+    run(&mut state, &mut journal, |s| {
+        s.create_key(&owner, second, now)
+    })
+    .unwrap();
+    run(&mut state, &mut journal, |s| {
+        s.revoke_key(&owner, "key_owner")
+    })
+    .unwrap();
+    // An administrator manages a plain member's keys, and revoking ends their leases.
+    run(&mut state, &mut journal, |s| {
+        s.acquire(&request(1, Some("a")), SessionId::new("ses_k"), now)
+    })
+    .unwrap();
+    run(&mut state, &mut journal, |s| s.revoke_key(&admin, "key_m1")).unwrap();
+    assert!(state.lease("ses_k").is_none());
+    assert_eq!(
+        state.authorize(&admin, Action::ManagePools),
+        Decision {
+            allowed: true,
+            reason: "administrator"
+        }
+    );
+}
+
+/// Defect 4: `meta` is a small flat object.
+#[test]
+fn meta_is_bounded_and_flat() {
+    use crate::domain::lease::check_meta;
+    use serde_json::json;
+    assert!(check_meta(&json!({"host": "ci-7", "n": 3, "ok": true, "none": null})).is_ok());
+    assert!(check_meta(&json!({"nested": {"a": 1}})).is_err());
+    assert!(check_meta(&json!(["a"])).is_err());
+    assert!(check_meta(&json!({"big": "x".repeat(1100)})).is_err());
 }

@@ -8,8 +8,8 @@ use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpRequest};
 
 use super::{ApiError, AppState};
-use crate::actors::{self, KeyEntry, OrgHandle};
-use crate::domain::{MemberId, Scope};
+use crate::actors::{self, KeyEntry, OrgHandle, Principal};
+use crate::domain::Scope;
 use crate::secrets;
 
 /// The authenticated caller.
@@ -80,7 +80,11 @@ impl Caller {
 
     /// The organization named in the path, if it is the caller's (else 404: another
     /// organization's ids are never confirmed), and the member, for `admin` routes.
-    pub fn admin_of(&self, state: &AppState, org: &str) -> Result<(OrgHandle, MemberId), ApiError> {
+    pub fn admin_of(
+        &self,
+        state: &AppState,
+        org: &str,
+    ) -> Result<(OrgHandle, Principal), ApiError> {
         if let Caller::Member(k) = self {
             if k.org.as_str() != org {
                 return Err(ApiError::NotFound("organization"));
@@ -91,6 +95,6 @@ impl Caller {
             .directory
             .org(org)
             .ok_or(ApiError::NotFound("organization"))?;
-        Ok((handle, key.member.clone()))
+        Ok((handle, key.principal()))
     }
 }

@@ -83,6 +83,11 @@ impl ApiError {
                     (StatusCode::CONFLICT, "seat_cap_reached")
                 }
                 DomainError::PoolExpired => (StatusCode::CONFLICT, "pool_expired"),
+                DomainError::RateLimited { retry_after } => {
+                    extra.insert("retry_after".into(), json!(retry_after));
+                    (StatusCode::TOO_MANY_REQUESTS, "rate_limited")
+                }
+                DomainError::KeyRevoked => (StatusCode::UNAUTHORIZED, "unauthorized"),
                 DomainError::Conflict { live, .. } => {
                     if let Some(live) = live {
                         extra.insert("live".into(), json!(live));

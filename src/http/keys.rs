@@ -54,7 +54,7 @@ pub async fn create(
     let (org, actor) = caller.admin_of(&state, &org)?;
     let body = body.0;
     let NewKey { key, secret } = org
-        .create_key(actor, user, body.name, body.scopes, body.expires_at)
+        .create_key(&actor, user, body.name, body.scopes, body.expires_at)
         .await?;
     Ok(HttpResponse::Created().json(KeyView::new(key, Some(secret))))
 }
@@ -69,7 +69,7 @@ pub async fn list(
     let (org, user) = path.into_inner();
     let (org, actor) = caller.admin_of(&state, &org)?;
     let page = org
-        .keys_of(actor, user, q.after.clone(), q.limit()?)
+        .keys_of(&actor, user, q.after.clone(), q.limit()?)
         .await?;
     Ok(HttpResponse::Ok().json(List::of(page, |k| KeyView::new(k, None))))
 }
@@ -82,6 +82,6 @@ pub async fn revoke(
 ) -> Result<HttpResponse, ApiError> {
     let (org, id) = path.into_inner();
     let (org, actor) = caller.admin_of(&state, &org)?;
-    org.revoke_key(actor, id).await?;
+    org.revoke_key(&actor, id).await?;
     Ok(HttpResponse::NoContent().finish())
 }

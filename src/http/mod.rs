@@ -7,6 +7,7 @@ mod error;
 mod keys;
 mod ops;
 mod orgs;
+pub mod peer;
 mod pools;
 mod sessions;
 mod users;

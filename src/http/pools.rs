@@ -39,6 +39,7 @@ pub struct PoolView {
     seats: u32,
     live: u32,
     waiting: u32,
+    expired: bool,
     source: PoolSource,
     expires_at: Option<String>,
     includes: Vec<String>,
@@ -54,6 +55,7 @@ impl PoolView {
             pool: p,
             live,
             waiting,
+            expired,
         } = status;
         PoolView {
             id: p.id.to_string(),
@@ -62,6 +64,7 @@ impl PoolView {
             seats: p.seats,
             live,
             waiting,
+            expired,
             source: p.source,
             expires_at: p.expires_at.map(rfc3339),
             includes: p.includes,
@@ -95,12 +98,7 @@ pub async fn create(
         ttl_seconds: b.ttl_seconds,
         max_machines: b.max_machines,
     };
-    let pool = org.create_pool(actor, spec).await?;
-    let status = PoolStatus {
-        pool,
-        live: 0,
-        waiting: 0,
-    };
+    let status = org.create_pool(&actor, spec).await?;
     Ok(HttpResponse::Created().json(PoolView::new(status)))
 }
 
@@ -112,7 +110,7 @@ pub async fn list(
     q: web::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let (org, actor) = caller.admin_of(&state, &org)?;
-    let page = org.pools(actor, q.after.clone(), q.limit()?).await?;
+    let page = org.pools(&actor, q.after.clone(), q.limit()?).await?;
     Ok(HttpResponse::Ok().json(List::of(page, PoolView::new)))
 }
 
@@ -124,7 +122,7 @@ pub async fn get(
 ) -> Result<HttpResponse, ApiError> {
     let (org, id) = path.into_inner();
     let (org, actor) = caller.admin_of(&state, &org)?;
-    Ok(HttpResponse::Ok().json(PoolView::new(org.pool(actor, id).await?)))
+    Ok(HttpResponse::Ok().json(PoolView::new(org.pool(&actor, id).await?)))
 }
 
 /// Changes seats or expiry.
@@ -140,7 +138,7 @@ pub async fn update(
         seats: body.0.seats,
         expires_at: body.0.expires_at,
     };
-    let pool = org.update_pool(actor, id, patch).await?;
+    let pool = org.update_pool(&actor, id, patch).await?;
     Ok(HttpResponse::Ok().json(PoolView::new(pool)))
 }
 
@@ -152,6 +150,6 @@ pub async fn delete(
 ) -> Result<HttpResponse, ApiError> {
     let (org, id) = path.into_inner();
     let (org, actor) = caller.admin_of(&state, &org)?;
-    org.delete_pool(actor, id).await?;
+    org.delete_pool(&actor, id).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -2,17 +2,16 @@
 
 use std::time::Duration;
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 
 use super::wire::{rfc3339, List};
-use super::{ApiError, AppState, Caller, Json, PageQuery};
+use super::{peer, ApiError, AppState, Caller, Json, PageQuery};
+use crate::actors;
+use crate::domain::lease::{check_fingerprint, check_meta};
 use crate::domain::pool::check_product;
 use crate::domain::{AcquireRequest, Lease};
 use crate::tokens::{LeaseClaims, Signer, ISSUER};
-
-/// Longest fingerprint accepted.
-const MAX_FINGERPRINT: usize = 256;
 
 #[derive(Deserialize)]
 pub struct AcquireBody {
@@ -69,7 +68,8 @@ impl From<Lease> for SessionView {
 }
 
 /// The lease's token, signed on this worker thread (not in the org actor, which stays
-/// free for the next request).
+/// free for the next request). `iat` is the signing time, never later: verifiers such
+/// as PyJWT reject a token issued in the future.
 fn token(signer: &Signer, org: &str, lease: &Lease) -> String {
     signer.sign(&LeaseClaims {
         iss: ISSUER,
@@ -78,7 +78,7 @@ fn token(signer: &Signer, org: &str, lease: &Lease) -> String {
         product: &lease.product,
         sid: lease.id.as_str(),
         fp: lease.fingerprint.as_deref(),
-        iat: lease.expires_at.secs() - lease.ttl_seconds as i64,
+        iat: actors::now().secs(),
         exp: lease.expires_at.secs(),
     })
 }
@@ -87,16 +87,17 @@ fn token(signer: &Signer, org: &str, lease: &Lease) -> String {
 pub async fn acquire(
     state: web::Data<AppState>,
     caller: Caller,
+    req: HttpRequest,
     body: Json<AcquireBody>,
 ) -> Result<HttpResponse, ApiError> {
     let (org, key) = caller.runtime(&state)?;
     let b = body.0;
     check_product("product", &b.product)?;
-    if b.fingerprint
-        .as_ref()
-        .is_some_and(|f| f.is_empty() || f.len() > MAX_FINGERPRINT)
-    {
-        return Err(ApiError::invalid("fingerprint", "must be 1-256 characters"));
+    if let Some(fp) = &b.fingerprint {
+        check_fingerprint(fp)?;
+    }
+    if let Some(meta) = &b.meta {
+        check_meta(meta)?;
     }
     let max_wait = state.max_wait_seconds;
     let wait = match b.wait_seconds {
@@ -116,12 +117,17 @@ pub async fn acquire(
     };
     let request = AcquireRequest {
         member: key.member.clone(),
+        key: key.id.clone(),
         product: b.product,
         fingerprint: b.fingerprint,
         ttl_seconds,
         meta: b.meta,
     };
-    let acquired = org.acquire(request, Duration::from_secs(wait)).await?;
+    // Only a request that may queue needs to know whether its caller is still there.
+    let gone = if wait > 0 { peer::probe(&req) } else { None };
+    let acquired = org
+        .acquire(request, Duration::from_secs(wait), gone)
+        .await?;
     let lease = &acquired.lease;
     let body = Granted {
         session_id: lease.id.as_str(),
@@ -145,7 +151,7 @@ pub async fn heartbeat(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let (org, key) = caller.runtime(&state)?;
-    let lease = org.heartbeat(key.member.clone(), id.into_inner()).await?;
+    let lease = org.heartbeat(&key.principal(), id.into_inner()).await?;
     Ok(HttpResponse::Ok().json(Renewed {
         session_id: lease.id.as_str(),
         expires_at: rfc3339(lease.expires_at),
@@ -160,7 +166,7 @@ pub async fn release(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let (org, key) = caller.runtime(&state)?;
-    org.release(key.member.clone(), id.into_inner()).await?;
+    org.release(&key.principal(), id.into_inner()).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -172,7 +178,7 @@ pub async fn list(
     q: web::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let (org, actor) = caller.admin_of(&state, &org)?;
-    let page = org.sessions(actor, q.after.clone(), q.limit()?).await?;
+    let page = org.sessions(&actor, q.after.clone(), q.limit()?).await?;
     Ok(HttpResponse::Ok().json(List::of(page, SessionView::from)))
 }
 
@@ -184,6 +190,6 @@ pub async fn end(
 ) -> Result<HttpResponse, ApiError> {
     let (org, id) = path.into_inner();
     let (org, actor) = caller.admin_of(&state, &org)?;
-    org.end_session(actor, id).await?;
+    org.end_session(&actor, id).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -48,7 +48,7 @@ pub async fn create(
     let body = body.0;
     let email = Email::parse(&body.email)?;
     let member = org
-        .add_member(actor, email, body.name, body.tenant_roles)
+        .add_member(&actor, email, body.name, body.tenant_roles)
         .await?;
     Ok(HttpResponse::Created().json(UserView::from(member)))
 }
@@ -61,7 +61,7 @@ pub async fn list(
     q: web::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let (org, actor) = caller.admin_of(&state, &org)?;
-    let page = org.members(actor, q.after.clone(), q.limit()?).await?;
+    let page = org.members(&actor, q.after.clone(), q.limit()?).await?;
     Ok(HttpResponse::Ok().json(List::of(page, UserView::from)))
 }
 
@@ -73,6 +73,6 @@ pub async fn get(
 ) -> Result<HttpResponse, ApiError> {
     let (org, user) = path.into_inner();
     let (org, actor) = caller.admin_of(&state, &org)?;
-    let member = org.member(actor, user).await?;
+    let member = org.member(&actor, user).await?;
     Ok(HttpResponse::Ok().json(UserView::from(member)))
 }

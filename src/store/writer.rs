@@ -2,7 +2,10 @@
 //!
 //! Compaction stays off this thread's critical path: snapshots arrive already encoded
 //! (by the snapshot thread), and the journal entries a snapshot replaces are deleted a
-//! few hundred per batch, riding along with the writes that callers wait for.
+//! few per batch, riding along with the writes that callers wait for. They become
+//! deletable only once a flush has made their snapshot durable: sled keeps each batch
+//! atomic, not two batches together, so deleting them in the snapshot's own round could
+//! leave the deletions on disk without the snapshot after a `kill -9`.
 
 use std::collections::VecDeque;
 use std::sync::mpsc;
@@ -23,6 +26,14 @@ const EXTRA_GARBAGE_PER_BATCH: usize = 8;
 
 type Done = oneshot::Sender<Result<(), StoreError>>;
 
+/// Faults to inject, for tests of what a crash at any point leaves on disk.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Faults {
+    /// After this many sled batch writes, flush what was written and stop as a killed
+    /// process would: nothing more is written and no waiting caller is answered.
+    pub die_after_writes: Option<usize>,
+}
+
 /// A request to the writer.
 pub(super) enum Op {
     Append {
@@ -41,18 +52,32 @@ pub(super) enum Op {
     Stop,
 }
 
-pub(super) fn spawn(db: sled::Db, trees: Trees, rx: mpsc::Receiver<Op>) -> JoinHandle<()> {
+pub(super) fn spawn(
+    db: sled::Db,
+    trees: Trees,
+    rx: mpsc::Receiver<Op>,
+    faults: Faults,
+) -> JoinHandle<()> {
     std::thread::Builder::new()
         .name("store-writer".into())
-        .spawn(move || run(db, trees, rx))
+        .spawn(move || run(db, trees, rx, faults))
         .expect("spawn store writer")
 }
 
-fn run(db: sled::Db, trees: Trees, rx: mpsc::Receiver<Op>) {
+fn run(db: sled::Db, trees: Trees, rx: mpsc::Receiver<Op>, faults: Faults) {
+    // Superseded journal keys whose snapshot is durable: safe to delete.
     let mut garbage: VecDeque<Vec<u8>> = VecDeque::new();
+    let mut writes = 0usize;
+    // Whether an injected fault lets the writer make one more batch write.
+    let mut alive = || {
+        writes += 1;
+        faults.die_after_writes.is_none_or(|n| writes <= n)
+    };
     while let Ok(first) = rx.recv() {
         let mut batch = sled::Batch::default();
         let mut snapshots = sled::Batch::default();
+        // Superseded by a snapshot of this round: deletable after this round's flush.
+        let mut superseded_now: Vec<Vec<u8>> = Vec::new();
         let mut waiting: Vec<Done> = Vec::new();
         let mut stop = false;
         let mut appended = 0;
@@ -72,7 +97,7 @@ fn run(db: sled::Db, trees: Trees, rx: mpsc::Receiver<Op>) {
                     superseded,
                 } => {
                     snapshots.insert(key, value);
-                    garbage.extend(superseded);
+                    superseded_now.extend(superseded);
                 }
                 Op::Barrier { done } => waiting.push(done),
                 Op::Stop => stop = true,
@@ -88,11 +113,16 @@ fn run(db: sled::Db, trees: Trees, rx: mpsc::Receiver<Op>) {
             batch.remove(key);
         }
         let started = Instant::now();
-        let written = trees
-            .journal
-            .apply_batch(batch)
-            .and_then(|_| trees.snapshots.apply_batch(snapshots))
-            .and_then(|_| db.flush().map(|_| ()));
+        let mut written = Ok(());
+        for (tree, batch) in [(&trees.journal, batch), (&trees.snapshots, snapshots)] {
+            if !alive() {
+                // The injected fault: what was written reaches the disk, nothing more.
+                let _ = db.flush();
+                return;
+            }
+            written = written.and_then(|_| tree.apply_batch(batch));
+        }
+        let written = written.and_then(|_| db.flush().map(|_| ()));
         if let Err(e) = written {
             // Memory is already ahead of the disk for these events; carrying on would
             // acknowledge changes that a restart forgets. Stop, and let recovery rebuild
@@ -102,6 +132,7 @@ fn run(db: sled::Db, trees: Trees, rx: mpsc::Receiver<Op>) {
         }
         metrics::histogram!(metric::STORE_FLUSH_SECONDS).record(started.elapsed().as_secs_f64());
         metrics::histogram!(metric::STORE_BATCH_SIZE).record(waiting.len() as f64);
+        garbage.extend(superseded_now);
         for done in waiting {
             let _ = done.send(Ok(()));
         }

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use tempfile::TempDir;
 
 /// The operator token every test app is configured with.
-pub const OPERATOR: &str = "op-test-token";
+pub const OPERATOR: &str = "op-test-token-0123456789abcdefghijklmnop";
 
 /// A running app with its own data directory.
 pub struct TestApp {
@@ -30,6 +30,11 @@ pub struct TestOrg {
 
 /// Starts the real application on a random port with a fresh sled directory.
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// [`spawn_app`] with the test's changes to the configuration.
+pub async fn spawn_app_with(change: impl FnOnce(&mut Config)) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut config = Config::defaults();
     config.bind = "127.0.0.1:0".into();
@@ -37,6 +42,7 @@ pub async fn spawn_app() -> TestApp {
     config.operator_token = Some(OPERATOR.into());
     config.workers = 2;
     config.actor_threads = 1;
+    change(&mut config);
     let (tx, rx) = std::sync::mpsc::channel::<SocketAddr>();
     std::thread::spawn(move || {
         actix_web::rt::System::new().block_on(async move {
@@ -174,6 +180,11 @@ impl TestApp {
             .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         body["id"].as_str().unwrap().into()
+    }
+
+    /// The address the app listens on, `host:port`.
+    pub fn addr(&self) -> &str {
+        self.base.trim_start_matches("http://")
     }
 
     /// Adds a member and gives them a key with `scopes`; answers (member id, key).

@@ -4,5 +4,6 @@
 mod admin;
 mod crash;
 mod errors;
+mod hardening;
 mod helpers;
 mod sessions;

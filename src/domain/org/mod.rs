@@ -1,0 +1,262 @@
+//! One organization's state and the commands that change it.
+//!
+//! Commands decide and change nothing: each takes `&self` and answers the events it
+//! causes (or an error). [`OrgState::apply`] is the only place state changes, and replay
+//! after a crash runs the same `apply`; applying the same events in the same order to
+//! the same state always yields the same state. A refused command, even one refused
+//! half-way through a bulk change, so leaves the state exactly as it was.
+//!
+//! The commands live beside this file, one file per seam: `access` (who may do what),
+//! `members` (members and API keys), `pools`, `sessions` (leases and waiting).
+
+mod access;
+mod members;
+mod pools;
+mod sessions;
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+pub use access::{Action, Decision};
+pub use sessions::{Acquired, Turn};
+
+use super::lease::Leases;
+use super::waiters::WaitQueues;
+use super::{
+    ApiKey, DomainError, Email, Event, KeyId, Lease, Member, MemberId, OrgId, Pool, PoolId,
+    TenantRole, Timestamp,
+};
+
+/// Lease time of a pool created without `ttl_seconds`.
+pub const DEFAULT_TTL_SECONDS: u32 = 60;
+/// Machines per member and product of a pool created without `max_machines`.
+pub const DEFAULT_MAX_MACHINES: u32 = 2;
+
+/// A decided command: its answer and the events that, applied, make it so.
+#[derive(Debug)]
+pub struct Applied<T> {
+    pub value: T,
+    pub events: Vec<Event>,
+}
+
+impl<T> Applied<T> {
+    /// The same events with another answer.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Applied<U> {
+        Applied {
+            value: f(self.value),
+            events: self.events,
+        }
+    }
+}
+
+/// A pool with what is happening on it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolStatus {
+    pub pool: Pool,
+    /// Live sessions on this pool.
+    pub live: u32,
+    /// Acquires queued for this pool's product.
+    pub waiting: u32,
+    /// Whether the pool's `expires_at` has passed.
+    pub expired: bool,
+}
+
+/// Everything one organization owns. Durable state changes only in [`OrgState::apply`];
+/// the wait queues are requests in flight, changed by `enqueue` and `dequeue`.
+#[derive(Debug, Clone)]
+pub struct OrgState {
+    id: OrgId,
+    name: String,
+    created_at: Timestamp,
+    members: BTreeMap<MemberId, Member>,
+    emails: HashMap<Email, MemberId>,
+    keys: BTreeMap<KeyId, ApiKey>,
+    pools: BTreeMap<PoolId, Pool>,
+    leases: Leases,
+    waiters: WaitQueues,
+}
+
+/// The durable image of an [`OrgState`], written to compact the journal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub id: OrgId,
+    pub name: String,
+    pub created_at: Timestamp,
+    pub members: Vec<Member>,
+    pub keys: Vec<ApiKey>,
+    pub pools: Vec<Pool>,
+    pub leases: Vec<Lease>,
+}
+
+impl OrgState {
+    /// The events that found an organization with its owner and the owner's first key.
+    pub fn found(
+        id: OrgId,
+        name: &str,
+        owner: Member,
+        key: ApiKey,
+        now: Timestamp,
+    ) -> Result<Vec<Event>, DomainError> {
+        let name = check_name("name", name)?;
+        Ok(vec![
+            Event::OrgFounded { id, name, at: now },
+            Event::MemberAdded(Member {
+                tenant_roles: vec![TenantRole::Owner],
+                ..owner
+            }),
+            Event::KeyCreated(key),
+        ])
+    }
+
+    /// An organization with nothing in it, to replay a journal into.
+    pub fn empty(id: OrgId) -> OrgState {
+        OrgState {
+            id,
+            name: String::new(),
+            created_at: Timestamp(0),
+            members: BTreeMap::new(),
+            emails: HashMap::new(),
+            keys: BTreeMap::new(),
+            pools: BTreeMap::new(),
+            leases: Leases::default(),
+            waiters: WaitQueues::default(),
+        }
+    }
+
+    /// Rebuilds the state a snapshot was taken of.
+    pub fn restore(s: Snapshot) -> OrgState {
+        let mut state = OrgState::empty(s.id.clone());
+        state.apply(&Event::OrgFounded {
+            id: s.id,
+            name: s.name,
+            at: s.created_at,
+        });
+        let events = (s.members.into_iter().map(Event::MemberAdded))
+            .chain(s.keys.into_iter().map(Event::KeyCreated))
+            .chain(s.pools.into_iter().map(Event::PoolCreated))
+            .chain(s.leases.into_iter().map(Event::LeaseGranted));
+        for e in events {
+            state.apply(&e);
+        }
+        state
+    }
+
+    /// The durable image of this state.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            created_at: self.created_at,
+            members: self.members.values().cloned().collect(),
+            keys: self.keys.values().cloned().collect(),
+            pools: self.pools.values().cloned().collect(),
+            leases: self.leases.all().values().cloned().collect(),
+        }
+    }
+
+    /// The one place durable state changes: live commands and journal replay both come
+    /// through here.
+    pub fn apply(&mut self, event: &Event) {
+        match event {
+            Event::OrgFounded { id, name, at } => {
+                self.id = id.clone();
+                self.name = name.clone();
+                self.created_at = *at;
+            }
+            Event::MemberAdded(m) => {
+                self.emails.insert(m.email.clone(), m.id.clone());
+                self.members.insert(m.id.clone(), m.clone());
+            }
+            Event::KeyCreated(k) => {
+                self.keys.insert(k.id.clone(), k.clone());
+            }
+            Event::KeyRevoked { id } => {
+                self.keys.remove(id);
+            }
+            Event::PoolCreated(p) | Event::PoolChanged(p) => {
+                self.pools.insert(p.id.clone(), p.clone());
+            }
+            Event::PoolDeleted { id } => {
+                self.pools.remove(id);
+            }
+            Event::LeaseGranted(l) => self.leases.insert(l.clone()),
+            Event::LeaseRenewed { id, expires_at } => self.leases.renew(id, *expires_at),
+            Event::LeaseEnded { id, .. } => {
+                self.leases.remove(id);
+            }
+        }
+    }
+
+    /// Applies a decided command's events and answers its value.
+    pub fn apply_all<T>(&mut self, applied: Applied<T>) -> (T, Vec<Event>) {
+        for e in &applied.events {
+            self.apply(e);
+        }
+        (applied.value, applied.events)
+    }
+
+    // ---- reads -------------------------------------------------------------------------
+
+    /// The organization's id.
+    pub fn id(&self) -> &OrgId {
+        &self.id
+    }
+
+    /// The organization's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Every API key, for the authentication index.
+    pub fn keys(&self) -> impl Iterator<Item = &ApiKey> {
+        self.keys.values()
+    }
+
+    /// The number of things whose image a snapshot must write.
+    pub fn size(&self) -> usize {
+        self.members.len() + self.keys.len() + self.pools.len() + self.leases.len()
+    }
+
+    /// The number of live leases.
+    pub fn sessions_live(&self) -> usize {
+        self.leases.len()
+    }
+
+    /// The live lease with this id.
+    pub fn lease(&self, id: &str) -> Option<&Lease> {
+        self.leases.get(id)
+    }
+
+    /// The queued acquires.
+    pub fn waiters(&self) -> &WaitQueues {
+        &self.waiters
+    }
+
+    /// A pool and its live and waiting counts.
+    pub fn pool_status(&self, pool: &Pool, now: Timestamp) -> PoolStatus {
+        PoolStatus {
+            pool: pool.clone(),
+            live: self.leases.live_in(&pool.id),
+            waiting: self.waiters.waiting_for(&pool.product),
+            expired: !pool.is_active(now),
+        }
+    }
+
+    /// The member named by id or by e-mail.
+    fn resolve(&self, who: &str) -> Option<&MemberId> {
+        if let Some((id, _)) = self.members.get_key_value(who) {
+            return Some(id);
+        }
+        Email::parse(who).ok().and_then(|e| self.emails.get(&e))
+    }
+}
+
+/// Checks a display name: 1–200 characters after trimming.
+fn check_name(field: &'static str, name: &str) -> Result<String, DomainError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 200 {
+        return Err(DomainError::invalid(field, "must be 1-200 characters"));
+    }
+    Ok(name.to_owned())
+}
