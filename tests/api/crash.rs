@@ -1,7 +1,7 @@
 //! `kill -9` the real binary while writers are being acknowledged, restart it on the
 //! same data directory, and find every acknowledged change.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -22,14 +22,22 @@ struct Server {
 
 impl Server {
     fn start(dir: &Path) -> Server {
+        Server::start_with(dir, 100)
+    }
+
+    /// Starts the binary snapshotting every `snapshot_every` events (at least twice the
+    /// org's size), so small values make kills land during compaction.
+    fn start_with(dir: &Path, snapshot_every: u64) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_seatkeeper"))
             .arg("serve")
             .env("SEATKEEPER_BIND", "127.0.0.1:0")
             .env("SEATKEEPER_DATA_DIR", dir)
             .env("SEATKEEPER_OPERATOR_TOKEN", OPERATOR)
             .env("SEATKEEPER_LOG", "info")
-            // Small, so the rounds cross snapshots and journal compaction too.
-            .env("SEATKEEPER_STORE__SNAPSHOT_EVERY", "100")
+            .env(
+                "SEATKEEPER_STORE__SNAPSHOT_EVERY",
+                snapshot_every.to_string(),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -52,25 +60,40 @@ impl Server {
         }
     }
 
-    fn kill_9(mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("reaped");
+    fn kill_9(self) {
+        drop(self);
+    }
+}
+
+/// A server is never left running: a test that fails mid-way still kills its child.
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
 /// What the writers were told was done.
 #[derive(Default)]
 struct Acknowledged {
+    /// Granted and not released: live after a restart, with the same expiry.
     sessions: HashMap<String, String>,
+    /// Released: gone after a restart.
+    released: HashSet<String>,
+    /// Every acquire acknowledged, released since or not.
+    acquired: usize,
     users: Vec<String>,
 }
 
-/// Writers that acquire seats and add members until the server dies under them.
+/// Writers that acquire seats and add members until the server dies under them. With
+/// `cycle`, each writer releases its previous lease after taking a new one, so the org
+/// stays small while its journal grows.
 async fn write_until_killed(
     server: Server,
     org: &TestOrg,
     acked: Arc<Mutex<Acknowledged>>,
     at_least: usize,
+    cycle: bool,
 ) {
     let stop = Arc::new(AtomicBool::new(false));
     let count = Arc::new(AtomicUsize::new(0));
@@ -85,6 +108,7 @@ async fn write_until_killed(
         );
         let (acked, stop, count) = (acked.clone(), stop.clone(), count.clone());
         writers.push(tokio::spawn(async move {
+            let mut previous: Option<String> = None;
             for i in 0.. {
                 if stop.load(Ordering::Relaxed) {
                     return;
@@ -105,14 +129,29 @@ async fn write_until_killed(
                         body["session_id"].as_str().unwrap(),
                         body["expires_at"].as_str().unwrap(),
                     );
-                    acked
-                        .lock()
-                        .unwrap()
-                        .sessions
-                        .insert(sid.to_owned(), exp.to_owned());
+                    {
+                        let mut acked = acked.lock().unwrap();
+                        acked.sessions.insert(sid.to_owned(), exp.to_owned());
+                        acked.acquired += 1;
+                    }
                     count.fetch_add(1, Ordering::Relaxed);
+                    if cycle {
+                        if let Some(old) = previous.replace(sid.to_owned()) {
+                            // Unknown until answered: neither live nor released for sure.
+                            acked.lock().unwrap().sessions.remove(&old);
+                            let res = client
+                                .delete(format!("{base}/v1/sessions/{old}"))
+                                .bearer_auth(&key)
+                                .send()
+                                .await;
+                            let Ok(res) = res else { return };
+                            if res.status() == StatusCode::NO_CONTENT {
+                                acked.lock().unwrap().released.insert(old);
+                            }
+                        }
+                    }
                 }
-                if i % 4 == 0 {
+                if i % (if cycle { 32 } else { 4 }) == 0 {
                     let res = client
                         .post(format!("{base}/v1/orgs/{org_id}/users"))
                         .bearer_auth(&key)
@@ -153,8 +192,24 @@ async fn write_until_killed(
 
 #[tokio::test]
 async fn kill_9_loses_no_acknowledged_change() {
+    kill_9_rounds(100, 3, false).await;
+}
+
+/// With a tiny snapshot threshold the org is snapshotted every few dozen events, so
+/// the kills land while snapshots are written and the journal behind them is deleted.
+#[tokio::test]
+async fn kill_9_during_compaction_loses_no_acknowledged_change() {
+    let dir = kill_9_rounds(1, 4, true).await;
+    let db = sled::open(dir.path().join("store")).unwrap();
+    let snapshots = db.open_tree("snapshots").unwrap();
+    assert!(!snapshots.is_empty(), "the rounds crossed compaction");
+}
+
+/// Rounds of writers killed mid-stream and a restart that must find every
+/// acknowledged change; answers the data directory.
+async fn kill_9_rounds(snapshot_every: u64, rounds: usize, cycle: bool) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
+    let server = Server::start_with(dir.path(), snapshot_every);
     let org = server.app.create_org("crash").await;
     server.app.floating_pool(&org, "kre", 1_000_000, 3600).await;
     let small = server.app.floating_pool(&org, "kse", 3, 3600).await;
@@ -166,9 +221,9 @@ async fn kill_9_loses_no_acknowledged_change() {
     }
     let acked = Arc::new(Mutex::new(Acknowledged::default()));
     let mut server = server;
-    for round in 1..=3 {
-        write_until_killed(server, &org, acked.clone(), round * 150).await;
-        server = Server::start(dir.path());
+    for round in 1..=rounds {
+        write_until_killed(server, &org, acked.clone(), round * 150, cycle).await;
+        server = Server::start_with(dir.path(), snapshot_every);
         let app = &server.app;
 
         let live: HashMap<String, String> = app
@@ -199,12 +254,21 @@ async fn kill_9_loses_no_acknowledged_change() {
                 lost_sessions.is_empty(),
                 "round {round}: lost or changed leases {lost_sessions:?}"
             );
+            let back: Vec<_> = acked
+                .released
+                .iter()
+                .filter(|id| live.contains_key(*id))
+                .collect();
+            assert!(
+                back.is_empty(),
+                "round {round}: released leases came back {back:?}"
+            );
             let lost_users: Vec<_> = acked.users.iter().filter(|u| !users.contains(u)).collect();
             assert!(
                 lost_users.is_empty(),
                 "round {round}: lost members {lost_users:?}"
             );
-            assert!(acked.sessions.len() >= round * 150);
+            assert!(acked.acquired >= round * 150);
         }
 
         // The cap holds across the restart: the small pool is still full.
@@ -213,6 +277,7 @@ async fn kill_9_loses_no_acknowledged_change() {
         assert_eq!(app.pool(&org, &small).await["live"], 3);
     }
     server.kill_9();
+    dir
 }
 
 #[tokio::test]
@@ -222,11 +287,12 @@ async fn sigterm_drains_flushes_and_exits_0() {
     let org = server.app.create_org("term").await;
     server.app.floating_pool(&org, "kre", 5, 3600).await;
     let (_, lease) = server.app.acquire(&org.owner_key, "kre", "m").await;
-    let Server { mut child, .. } = server;
-    let pid = child.id().to_string();
+    let mut server = server;
+    let pid = server.child.id().to_string();
     let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     assert!(status.success());
-    let exit = child.wait().unwrap();
+    let exit = server.child.wait().unwrap();
+    drop(server);
     assert_eq!(exit.code(), Some(0), "clean exit on SIGTERM");
 
     let server = Server::start(dir.path());
