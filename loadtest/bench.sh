@@ -19,7 +19,7 @@ anchors=${ANCHORS:-$root/../shared/anchors}
 (cd "$root" && cargo build --release -q)
 data=$(mktemp -d)
 log=$data/seatkeeper.log
-token=bench-operator-$$
+token=bench-operator-$$-$(python3 -c "import secrets; print(secrets.token_hex(16))")
 pid=""
 cleanup() {
   [[ -n $pid ]] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
