@@ -39,6 +39,8 @@ pub struct SessionsConfig {
     pub max_wait_seconds: u64,
     /// Acquires one API key may have queued at once.
     pub max_waiters_per_key: u32,
+    /// Acquires one member may have queued at once, with all their keys.
+    pub max_waiters_per_member: u32,
     /// Acquires one organization may have queued at once.
     pub max_waiters_per_org: u32,
 }

@@ -69,6 +69,7 @@ impl Application {
             snapshot_every: config.store.snapshot_every,
             wait_limits: WaitLimits {
                 per_key: config.sessions.max_waiters_per_key,
+                per_member: config.sessions.max_waiters_per_member,
                 per_org: config.sessions.max_waiters_per_org,
             },
         };
@@ -149,8 +150,8 @@ fn secure_data_dir(dir: &Path) -> Result<(), StartError> {
         what: format!("create {}", dir.display()),
         source,
     })?;
-    make_private(dir)?;
-    for name in ["store", "operator_token"] {
+    make_private(dir, &std::fs::metadata(dir).map_err(inspect(dir))?)?;
+    for name in ["store", "operator_token", "operator_token.tmp"] {
         let path = dir.join(name);
         if std::fs::symlink_metadata(&path).is_ok() {
             make_private_tree(&path)?;
@@ -159,17 +160,25 @@ fn secure_data_dir(dir: &Path) -> Result<(), StartError> {
     Ok(())
 }
 
-/// Takes group and other permissions off `path` and, if it is a directory, everything
-/// below it. Symbolic links are left alone (their targets are not the server's).
-fn make_private_tree(path: &Path) -> Result<(), StartError> {
-    let meta = std::fs::symlink_metadata(path).map_err(|source| StartError::Io {
+fn inspect(path: &Path) -> impl FnOnce(std::io::Error) -> StartError + '_ {
+    move |source| StartError::Io {
         what: format!("inspect {}", path.display()),
         source,
-    })?;
-    if meta.file_type().is_symlink() {
-        return Ok(());
     }
-    make_private(path)?;
+}
+
+/// Takes group and other permissions off `path` and, if it is a directory, everything
+/// below it. A symbolic link or a file of another user is refused: while the directory
+/// was open to others, anyone could have planted one to read or choose our secrets.
+fn make_private_tree(path: &Path) -> Result<(), StartError> {
+    let meta = std::fs::symlink_metadata(path).map_err(inspect(path))?;
+    if meta.file_type().is_symlink() {
+        return Err(StartError::Config(format!(
+            "{} is a symbolic link; the data directory must hold the server's own files",
+            path.display()
+        )));
+    }
+    make_private(path, &meta)?;
     if meta.is_dir() {
         let entries = std::fs::read_dir(path).map_err(|source| StartError::Io {
             what: format!("list {}", path.display()),
@@ -186,20 +195,26 @@ fn make_private_tree(path: &Path) -> Result<(), StartError> {
     Ok(())
 }
 
-fn make_private(path: &Path) -> Result<(), StartError> {
-    use std::os::unix::fs::PermissionsExt;
-    let refuse = |source| StartError::Io {
-        what: format!(
-            "make {} private to this user (it holds secrets; fix its owner or permissions)",
-            path.display()
-        ),
-        source,
-    };
-    let meta = std::fs::metadata(path).map_err(refuse)?;
+fn make_private(path: &Path, meta: &std::fs::Metadata) -> Result<(), StartError> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me {
+        return Err(StartError::Config(format!(
+            "{} belongs to user {}, not to this server's user {me}; the data directory \
+             holds secrets and must be the server's own",
+            path.display(),
+            meta.uid()
+        )));
+    }
     let mode = meta.permissions().mode();
     if mode & 0o077 != 0 {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o700))
-            .map_err(refuse)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o700)).map_err(
+            |source| StartError::Io {
+                what: format!("make {} private to this user", path.display()),
+                source,
+            },
+        )?;
     }
     Ok(())
 }
@@ -209,6 +224,13 @@ fn make_private(path: &Path) -> Result<(), StartError> {
 /// echoed); a token file that is empty or unreadable is replaced, not fatal.
 fn operator_token(config: &Config) -> Result<String, StartError> {
     if let Some(token) = &config.operator_token {
+        if token.starts_with("sk_") {
+            return Err(StartError::Config(
+                "operator_token must not start with \"sk_\", which marks API keys \
+                 (its value is not shown)"
+                    .into(),
+            ));
+        }
         if token.chars().count() < MIN_OPERATOR_TOKEN {
             return Err(StartError::Config(format!(
                 "operator_token must be at least {MIN_OPERATOR_TOKEN} characters; \
@@ -255,10 +277,15 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");
+    // A stale temporary file (or a link planted in its place) goes; the new one must be
+    // created here, never opened through a link.
+    match std::fs::remove_file(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
     let mut file = std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o600)
         .open(&tmp)?;
     file.write_all(contents.as_bytes())?;

@@ -130,7 +130,7 @@ impl OrgHandle {
     /// Revokes a key and ends its leases; effective for the next request.
     pub async fn revoke_key(&self, by: &Principal, id: String) -> Result<(), ActorError> {
         let actor = by.member.clone();
-        self.command(by, move |s, _| s.revoke_key(&actor, &id))
+        self.command(by, move |s, now| s.revoke_key(&actor, &id, now))
             .await
     }
 

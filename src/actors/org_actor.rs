@@ -57,6 +57,8 @@ pub(super) struct OrgActor {
     timer: Option<(Timestamp, SpawnHandle)>,
     waiters: HashMap<u64, Pending>,
     next_waiter: u64,
+    /// Whether a change since waiters were last served may have made a seat usable.
+    seats_freed: bool,
 }
 
 impl OrgActor {
@@ -78,6 +80,7 @@ impl OrgActor {
             timer: None,
             waiters: HashMap::new(),
             next_waiter: 0,
+            seats_freed: false,
         }
     }
 
@@ -104,6 +107,12 @@ impl OrgActor {
             self.store.snapshot(self.state.snapshot(), self.seq, from);
             self.journal_len = 0;
         }
+        self.seats_freed |= events.iter().any(|e| {
+            matches!(
+                e,
+                Event::LeaseEnded { .. } | Event::PoolCreated(_) | Event::PoolChanged(_)
+            )
+        });
         self.observe(&events);
         (value, ack)
     }
@@ -222,9 +231,12 @@ impl OrgActor {
         self.timer = Some((next, handle));
     }
 
-    /// After any change: waiters may now fit, and deadlines may have moved.
+    /// After any change: waiters may now fit (only where a seat freed or a pool
+    /// changed; nothing else makes a waiter fit), and deadlines may have moved.
     fn settle(&mut self, ctx: &mut Context<Self>, now: Timestamp) {
-        self.serve_waiters(now);
+        if std::mem::take(&mut self.seats_freed) {
+            self.serve_waiters(now);
+        }
         self.arm(ctx);
     }
 }
@@ -320,13 +332,13 @@ impl Handler<Acquire> for OrgActor {
 
     fn handle(&mut self, msg: Acquire, ctx: &mut Self::Context) -> Self::Result {
         let now = clock::now();
-        // Seats go to those already waiting before a newcomer is decided.
-        self.serve_waiters(now);
+        // Waiters were served after every change that freed a seat, so a seat free now
+        // is one no waiter could use: the domain lets a newcomer take only those.
         let decided = self.state.acquire(&msg.request, new_session_id(now), now);
         match decided {
             Ok(applied) => {
                 let (acquired, ack) = self.commit(&member_of(&msg.request), now, applied);
-                self.arm(ctx);
+                self.settle(ctx, now);
                 Ok(AcquireReply::Granted(acquired, ack))
             }
             Err(DomainError::SeatCapReached { .. }) if !msg.wait.is_zero() => {

@@ -17,8 +17,9 @@ pub enum DomainError {
     /// The member holds no entitlement to the product (or no pool of it exists).
     #[error("not entitled to product {product}")]
     NotEntitled { product: String },
-    /// Every seat the member could use is taken by a live session.
-    #[error("all {seats} seats of {product} are in use")]
+    /// No seat the member could use is free for them: all are live, or the free ones
+    /// are held for acquires that were waiting first.
+    #[error("no seat of {product} is free for this request ({seats} seats in all)")]
     SeatCapReached {
         product: String,
         seats: u32,

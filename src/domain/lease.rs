@@ -52,7 +52,7 @@ pub fn check_fingerprint(fingerprint: &str) -> Result<(), DomainError> {
     if fingerprint.is_empty() || fingerprint.len() > MAX_FINGERPRINT {
         return Err(DomainError::invalid(
             "fingerprint",
-            format!("must be 1-{MAX_FINGERPRINT} characters"),
+            format!("must be 1-{MAX_FINGERPRINT} bytes"),
         ));
     }
     Ok(())

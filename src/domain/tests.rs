@@ -141,6 +141,37 @@ fn image(s: &OrgState) -> serde_json::Value {
     serde_json::to_value(s.snapshot()).unwrap()
 }
 
+/// What the indexes answer: live per pool (deadline sets), the next deadline, and each
+/// machine's live lease (holder index). A state rebuilt from its image must agree.
+fn views(s: &OrgState, now: Timestamp) -> (Vec<(String, u32)>, Option<Timestamp>, Vec<bool>) {
+    let owner = MemberId::new(OWNER);
+    let pools = s.pools(&owner, None, usize::MAX, now).unwrap().items;
+    let live = pools
+        .iter()
+        .map(|p| (p.pool.id.to_string(), p.live))
+        .collect();
+    let held = s
+        .snapshot()
+        .leases
+        .iter()
+        .filter(|l| l.fingerprint.is_some() && l.expires_at > now)
+        .map(|l| {
+            let req = AcquireRequest {
+                member: l.member.clone(),
+                key: l.key.clone(),
+                product: l.product.clone(),
+                fingerprint: l.fingerprint.clone(),
+                ttl_seconds: None,
+                meta: None,
+            };
+            // A machine with a live lease renews it rather than taking a second seat.
+            s.acquire(&req, SessionId::new("ses_probe"), now)
+                .is_ok_and(|a| !a.value.fresh && a.value.lease.id == l.id)
+        })
+        .collect();
+    (live, s.next_deadline(), held)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(200))]
 
@@ -220,7 +251,7 @@ proptest! {
                 }
                 Op::Revoke { member } => {
                     let id = format!("key_m{member}");
-                    let r = run(&mut state, &mut journal, |s| s.revoke_key(&owner, &id));
+                    let r = run(&mut state, &mut journal, |s| s.revoke_key(&owner, &id, now));
                     // Revoking a key ends the leases taken with it.
                     prop_assert!(state.snapshot().leases.iter().all(|l| l.key.as_str() != id));
                     r
@@ -246,6 +277,8 @@ proptest! {
                 // A refused command leaves the state exactly as it was.
                 prop_assert_eq!(&image(&state), &before, "{:?} changed state", op);
             }
+            // Applying events keeps every index as a rebuild from the image would.
+            prop_assert_eq!(views(&state, now), views(&OrgState::restore(state.snapshot()), now));
             // live ≤ seats on every pool, after every step.
             let page = state.pools(&owner, None, usize::MAX, now).unwrap();
             for p in page.items {
@@ -264,6 +297,7 @@ proptest! {
 
 const LIMITS: WaitLimits = WaitLimits {
     per_key: 8,
+    per_member: 8,
     per_org: 16,
 };
 
@@ -391,32 +425,52 @@ fn a_waiter_no_pool_can_serve_blocks_no_one() {
 }
 
 #[test]
-fn waiting_is_limited_per_key_and_per_org() {
-    let (mut state, _) = org(&[1]);
+fn waiting_is_limited_per_key_per_member_and_per_org() {
+    let (mut state, mut journal) = org(&[1]);
+    let owner = MemberId::new(OWNER);
     let now = Timestamp(1_000);
+    // A second key of m0: a member with many keys still waits within their own limit.
+    let k = key_of("key_m0b", "usr_m0", vec![Scope::Sessions]);
+    run(&mut state, &mut journal, |s| s.create_key(&owner, k, now)).unwrap();
+    let other_key = |m: u8| AcquireRequest {
+        key: KeyId::new(format!("key_m{m}b")),
+        ..request(m, None)
+    };
     let limits = WaitLimits {
         per_key: 2,
-        per_org: 3,
+        per_member: 3,
+        per_org: 4,
     };
+    let limited = |r: Result<(), DomainError>| matches!(r, Err(DomainError::RateLimited { .. }));
     for i in 0..2 {
         state
             .enqueue(waiter(i, request(0, None), 9_000), limits, now)
             .unwrap();
     }
-    assert!(matches!(
-        state.enqueue(waiter(2, request(0, None), 9_000), limits, now),
-        Err(DomainError::RateLimited { .. })
-    ));
+    assert!(limited(state.enqueue(
+        waiter(2, request(0, None), 9_000),
+        limits,
+        now
+    )));
     state
-        .enqueue(waiter(3, request(1, None), 9_000), limits, now)
+        .enqueue(waiter(3, other_key(0), 9_000), limits, now)
         .unwrap();
-    assert!(matches!(
-        state.enqueue(waiter(4, request(2, None), 9_000), limits, now),
-        Err(DomainError::RateLimited { .. })
-    ));
+    assert!(limited(state.enqueue(
+        waiter(4, other_key(0), 9_000),
+        limits,
+        now
+    )));
+    state
+        .enqueue(waiter(5, request(1, None), 9_000), limits, now)
+        .unwrap();
+    assert!(limited(state.enqueue(
+        waiter(6, request(2, None), 9_000),
+        limits,
+        now
+    )));
     state.dequeue(0);
     state
-        .enqueue(waiter(5, request(2, None), 9_000), limits, now)
+        .enqueue(waiter(7, request(2, None), 9_000), limits, now)
         .unwrap();
 }
 
@@ -511,11 +565,11 @@ fn key_management_respects_the_owner() {
         Err(DomainError::Forbidden(_))
     ));
     assert!(matches!(
-        state.revoke_key(&admin, "key_owner"),
+        state.revoke_key(&admin, "key_owner", now),
         Err(DomainError::Forbidden(_))
     ));
     assert!(matches!(
-        state.revoke_key(&owner, "key_owner"),
+        state.revoke_key(&owner, "key_owner", now),
         Err(DomainError::Conflict { .. })
     ));
     // The owner may replace it, then revoke the old one.
@@ -525,15 +579,31 @@ fn key_management_respects_the_owner() {
     })
     .unwrap();
     run(&mut state, &mut journal, |s| {
-        s.revoke_key(&owner, "key_owner")
+        s.revoke_key(&owner, "key_owner", now)
     })
     .unwrap();
+    // An expired admin key is no spare: the last live one still cannot go.
+    let soon = ApiKey {
+        expires_at: Some(Timestamp(2_000)),
+        ..key_of("key_soon", OWNER, vec![Scope::Admin])
+    };
+    run(&mut state, &mut journal, |s| {
+        s.create_key(&owner, soon, now)
+    })
+    .unwrap();
+    assert!(matches!(
+        state.revoke_key(&owner, "key_owner2", Timestamp(3_000)),
+        Err(DomainError::Conflict { .. })
+    ));
     // An administrator manages a plain member's keys, and revoking ends their leases.
     run(&mut state, &mut journal, |s| {
         s.acquire(&request(1, Some("a")), SessionId::new("ses_k"), now)
     })
     .unwrap();
-    run(&mut state, &mut journal, |s| s.revoke_key(&admin, "key_m1")).unwrap();
+    run(&mut state, &mut journal, |s| {
+        s.revoke_key(&admin, "key_m1", now)
+    })
+    .unwrap();
     assert!(state.lease("ses_k").is_none());
     assert_eq!(
         state.authorize(&admin, Action::ManagePools),

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use super::{AcquireRequest, KeyId, Timestamp};
+use super::{AcquireRequest, KeyId, MemberId, Timestamp};
 
 /// A queued acquire, waiting for a seat of its product until `deadline`.
 #[derive(Debug, Clone)]
@@ -17,10 +17,12 @@ pub struct Waiter {
     pub deadline: Timestamp,
 }
 
-/// How many waiters one key and one organization may have queued at once.
+/// How many waiters one key, one member and one organization may have queued at once.
+/// The member's limit matters because a member can mint themselves many keys.
 #[derive(Debug, Clone, Copy)]
 pub struct WaitLimits {
     pub per_key: u32,
+    pub per_member: u32,
     pub per_org: u32,
 }
 
@@ -32,6 +34,7 @@ pub struct WaitQueues {
     by_product: HashMap<String, BTreeSet<u64>>,
     deadlines: BTreeSet<(Timestamp, u64)>,
     per_key: HashMap<KeyId, u32>,
+    per_member: HashMap<MemberId, u32>,
 }
 
 impl WaitQueues {
@@ -53,6 +56,11 @@ impl WaitQueues {
     /// Waiters queued with `key`.
     pub fn of_key(&self, key: &KeyId) -> u32 {
         self.per_key.get(key).copied().unwrap_or(0)
+    }
+
+    /// Waiters queued by `member`, with any of their keys.
+    pub fn of_member(&self, member: &MemberId) -> u32 {
+        self.per_member.get(member).copied().unwrap_or(0)
     }
 
     /// Waiters queued for `product`.
@@ -95,6 +103,7 @@ impl WaitQueues {
 
     pub(super) fn push(&mut self, w: Waiter) {
         *self.per_key.entry(w.request.key.clone()).or_default() += 1;
+        *self.per_member.entry(w.request.member.clone()).or_default() += 1;
         self.by_product
             .entry(w.request.product.clone())
             .or_default()
@@ -112,12 +121,18 @@ impl WaitQueues {
                 self.by_product.remove(&w.request.product);
             }
         }
-        if let Some(n) = self.per_key.get_mut(&w.request.key) {
-            *n -= 1;
-            if *n == 0 {
-                self.per_key.remove(&w.request.key);
-            }
-        }
+        decrement(&mut self.per_key, &w.request.key);
+        decrement(&mut self.per_member, &w.request.member);
         Some(w)
+    }
+}
+
+/// Counts one fewer for `k`, forgetting it at zero.
+fn decrement<K: std::hash::Hash + Eq>(counts: &mut HashMap<K, u32>, k: &K) {
+    if let Some(n) = counts.get_mut(k) {
+        *n -= 1;
+        if *n == 0 {
+            counts.remove(k);
+        }
     }
 }

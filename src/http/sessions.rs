@@ -113,7 +113,12 @@ pub async fn acquire(
     let ttl_seconds = match b.ttl_seconds {
         None => None,
         Some(t) if t >= 1 && t <= u32::MAX as i64 => Some(t as u32),
-        Some(_) => return Err(ApiError::invalid("ttl_seconds", "must be at least 1")),
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "ttl_seconds",
+                "must be a whole number of seconds, at least 1 and at most the pool's",
+            ))
+        }
     };
     let request = AcquireRequest {
         member: key.member.clone(),

@@ -56,6 +56,24 @@ fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
         .block_on(f)
 }
 
+/// Reopens a store closed in this process. sled's I/O threads let go of the
+/// directory's lock a moment after its last handle drops (a killed process has no such
+/// window), so this waits for the lock, boundedly.
+fn reopen(dir: &Path) -> Result<(Store, Vec<Recovered>), StoreError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match Store::open(dir) {
+            Err(StoreError::Sled(sled::Error::Io(e)))
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::yield_now()
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Journals `events` one by one as the actor does, snapshotting every `every` events;
 /// answers how many were acknowledged before the writer stopped answering.
 fn write(dir: &Path, faults: Faults, events: &[Event], every: usize) -> usize {
@@ -104,7 +122,7 @@ fn recovery_rebuilds_from_snapshot_then_journal() {
         write(dir.path(), Faults::default(), &events, 3),
         events.len()
     );
-    let (_store, recovered) = Store::open(dir.path()).unwrap();
+    let (_store, recovered) = reopen(dir.path()).unwrap();
     assert_eq!(recovered.len(), 1);
     let r = &recovered[0];
     assert_eq!(r.seq, events.len() as u64);
@@ -128,8 +146,8 @@ fn a_crash_at_any_write_loses_nothing_acknowledged() {
             die_after_writes: Some(die_after),
         };
         let acked = write(dir.path(), faults, &events, 4);
-        let (_store, recovered) = Store::open(dir.path())
-            .unwrap_or_else(|e| panic!("crash after write {die_after}: {e}"));
+        let (_store, recovered) =
+            reopen(dir.path()).unwrap_or_else(|e| panic!("crash after write {die_after}: {e}"));
         let seq = recovered.first().map_or(0, |r| r.seq as usize);
         assert!(
             seq >= acked,
@@ -163,7 +181,7 @@ fn a_gap_after_the_snapshot_refuses_to_start() {
             store.close().await.unwrap();
         });
     }
-    let err = Store::open(dir.path()).err().expect("refused");
+    let err = reopen(dir.path()).err().expect("refused");
     assert!(
         matches!(
             err,
@@ -189,7 +207,7 @@ fn data_from_before_the_record_envelope_is_refused() {
             .unwrap();
         db.flush().unwrap();
     }
-    let err = Store::open(dir.path()).err().expect("refused");
+    let err = reopen(dir.path()).err().expect("refused");
     assert!(matches!(err, StoreError::Legacy), "{err}");
 }
 
@@ -225,4 +243,42 @@ fn golden_records_of_this_version_still_decode() {
     assert!(restored
         .lease(SessionId::new("ses_golden").as_str())
         .is_none());
+}
+
+#[test]
+fn a_gap_right_after_a_snapshot_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = history(3);
+    let org = OrgId::new("org_t");
+    {
+        let (store, _) = Store::open(dir.path()).unwrap();
+        block_on(async {
+            store
+                .append(&org, 1, Timestamp(2), &Actor::System, &events[..4])
+                .durable()
+                .await
+                .unwrap();
+            store.snapshot(replay(&events[..4]).snapshot(), 4, 1);
+            store.barrier().durable().await.unwrap();
+            // Event 5 is missing after the snapshot of events 1-4.
+            store
+                .append(&org, 6, Timestamp(2), &Actor::System, &events[5..])
+                .durable()
+                .await
+                .unwrap();
+            store.close().await.unwrap();
+        });
+    }
+    let err = reopen(dir.path()).err().expect("refused");
+    assert!(
+        matches!(
+            err,
+            StoreError::Gap {
+                expected: 5,
+                found: 6,
+                ..
+            }
+        ),
+        "{err}"
+    );
 }

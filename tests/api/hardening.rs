@@ -134,6 +134,7 @@ async fn waiting_is_limited_per_key_and_per_org() {
     let (_, held) = app.acquire(&org.owner_key, "kre", "holder").await;
     let (_, other) = app.member_with_key(&org, &["sessions"]).await;
     let a = queue(&app, &org.owner_key, "w1");
+    waiting(&app, &org, &pool, 1).await;
     let b = queue(&app, &org.owner_key, "w2");
     waiting(&app, &org, &pool, 2).await;
     let over = json!({"product": "kre", "wait_seconds": 30});
@@ -253,13 +254,16 @@ async fn compressed_bodies_are_refused_without_inflating() {
     let app = spawn_app().await;
     let org = app.create_org("gzip").await;
     let pool = app.floating_pool(&org, "kre", 5, 60).await;
-    let mut json = b"{\"product\":\"kre\",\"fingerprint\":\"gz\"".to_vec();
-    json.resize(json.len() + 60 * 1024 * 1024, b' ');
-    json.push(b'}');
+    // 60 MiB of JSON, compressed in small pieces so the test itself never holds it.
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-    gz.write_all(&json).unwrap();
+    gz.write_all(b"{\"product\":\"kre\",\"fingerprint\":\"gz\"")
+        .unwrap();
+    let spaces = [b' '; 64 * 1024];
+    for _ in 0..960 {
+        gz.write_all(&spaces).unwrap();
+    }
+    gz.write_all(b"}").unwrap();
     let body = gz.finish().unwrap();
-    drop(json);
     assert!(body.len() < 64 * 1024, "the compressed body is small");
     let before = peak_rss_kib();
     let res = reqwest::Client::new()
@@ -408,4 +412,27 @@ async fn only_the_owner_manages_the_owners_keys() {
     assert_eq!(app.pool(&org, &pool).await["live"], 0);
     let (status, _) = app.acquire(&member_key, "kre", "agent").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+/// Defect 6: a link planted in the data directory (while it was open to others) is
+/// refused at start, so nobody can choose or read the server's secrets through it.
+#[test]
+fn a_link_planted_in_the_data_dir_is_refused() {
+    let data = tempfile::tempdir().unwrap();
+    let elsewhere = data.path().join("elsewhere");
+    std::fs::write(&elsewhere, "op_chosen_by_someone_else_0123456789abcdef").unwrap();
+    let dir = data.path().join("data");
+    std::fs::create_dir(&dir).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, dir.join("operator_token")).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_seatkeeper"))
+        .arg("serve")
+        .env("SEATKEEPER_BIND", "127.0.0.1:0")
+        .env("SEATKEEPER_DATA_DIR", &dir)
+        .env_remove("SEATKEEPER_OPERATOR_TOKEN")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let said =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("symbolic link"), "{said}");
 }

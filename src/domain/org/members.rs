@@ -115,9 +115,15 @@ impl OrgState {
         })
     }
 
-    /// Revokes a key and ends the leases taken with it. The owner's last admin-scoped
-    /// key cannot be revoked: without it nobody could manage the organization.
-    pub fn revoke_key(&self, actor: &MemberId, id: &str) -> Result<Applied<()>, DomainError> {
+    /// Revokes a key and ends the leases taken with it. The owner's last live
+    /// admin-scoped key cannot be revoked: without it nobody could manage the
+    /// organization (and nobody but the owner may mint the owner a key).
+    pub fn revoke_key(
+        &self,
+        actor: &MemberId,
+        id: &str,
+        now: Timestamp,
+    ) -> Result<Applied<()>, DomainError> {
         let key = self
             .keys
             .get(id)
@@ -132,6 +138,7 @@ impl OrgState {
                 .keys
                 .values()
                 .filter(|k| k.member == holder.id && k.id != key.id)
+                .filter(|k| k.expires_at.is_none_or(|at| now < at))
                 .any(|k| k.scopes.contains(&Scope::Admin));
             if !others {
                 return Err(DomainError::conflict(

@@ -228,11 +228,6 @@ impl OrgState {
         self.leases.get(id)
     }
 
-    /// The queued acquires.
-    pub fn waiters(&self) -> &WaitQueues {
-        &self.waiters
-    }
-
     /// A pool and its live and waiting counts.
     pub fn pool_status(&self, pool: &Pool, now: Timestamp) -> PoolStatus {
         PoolStatus {

@@ -312,10 +312,11 @@ impl OrgState {
         limits: WaitLimits,
         now: Timestamp,
     ) -> Result<(), DomainError> {
+        let r = &waiter.request;
         let full = self.waiters.len() >= limits.per_org as usize
-            || self.waiters.of_key(&waiter.request.key) >= limits.per_key;
+            || self.waiters.of_member(&r.member) >= limits.per_member
+            || self.waiters.of_key(&r.key) >= limits.per_key;
         if full {
-            let r = &waiter.request;
             let pools = self
                 .entitled_pools(&r.member, &r.product, now)
                 .unwrap_or_default();
@@ -334,7 +335,8 @@ impl OrgState {
 
     /// The next waiter to answer, first come first served on every pool it could use.
     /// `gone` tells whether a waiter's caller has left; it is asked only of a waiter
-    /// about to get a seat, so a seat never goes to a caller that is not there.
+    /// about to get a seat, so a seat never goes to a caller that is not there. A
+    /// waiter that no free seat fits costs a look at its product's pools, nothing more.
     pub fn next_turn(
         &self,
         now: Timestamp,
@@ -342,12 +344,26 @@ impl OrgState {
         new_id: impl Fn() -> SessionId,
     ) -> Option<Turn> {
         for product in self.waiters.products() {
-            if !self.has_free_seat(product, now) {
+            let free: Vec<&Pool> = self
+                .pools
+                .values()
+                .filter(|p| {
+                    p.kind == PoolKind::Floating
+                        && p.product == product
+                        && p.is_active(now)
+                        && self.leases.live_in(&p.id) < p.seats
+                })
+                .collect();
+            if free.is_empty() {
                 continue;
             }
             for w in self.waiters.queue(product) {
-                if w.deadline <= now {
-                    // Answered by `timed_out`.
+                let fits = |p: &&Pool| {
+                    p.entitles(&w.request.member)
+                        && p.ttl_seconds >= w.request.ttl_seconds.unwrap_or(0)
+                };
+                // Past its deadline it is answered by `timed_out`.
+                if w.deadline <= now || !free.iter().any(fits) {
                     continue;
                 }
                 match self.grant(&w.request, new_id(), now, false) {
@@ -358,15 +374,6 @@ impl OrgState {
             }
         }
         None
-    }
-
-    fn has_free_seat(&self, product: &str, now: Timestamp) -> bool {
-        self.pools.values().any(|p| {
-            p.kind == PoolKind::Floating
-                && p.product == product
-                && p.is_active(now)
-                && self.leases.live_in(&p.id) < p.seats
-        })
     }
 
     /// Waiters whose patience has ended, each with the answer a full pool gives.
