@@ -159,35 +159,62 @@ fn a_crash_at_any_write_loses_nothing_acknowledged() {
     }
 }
 
-#[test]
-fn a_gap_after_the_snapshot_refuses_to_start() {
+/// Journals events 1..=`last_kept`, snapshots at `snapshot` if given, then journals
+/// the rest from `last_kept + 2` on: event `last_kept + 1` is missing. Answers why the
+/// store then refuses to open.
+fn open_with_a_gap(last_kept: usize, snapshot: Option<u64>) -> StoreError {
     let dir = tempfile::tempdir().unwrap();
     let events = history(3);
     let org = OrgId::new("org_t");
     {
         let (store, _) = Store::open(dir.path()).unwrap();
         block_on(async {
+            let kept = &events[..last_kept];
+            let by = &Actor::System;
             store
-                .append(&org, 1, Timestamp(2), &Actor::System, &events[..3])
+                .append(&org, 1, Timestamp(2), by, kept)
                 .durable()
                 .await
                 .unwrap();
-            // Event 4 is missing.
+            if let Some(seq) = snapshot {
+                store.snapshot(replay(&events[..seq as usize]).snapshot(), seq, 1);
+                store.barrier().durable().await.unwrap();
+            }
+            let rest = &events[last_kept + 1..];
+            let from = last_kept as u64 + 2;
             store
-                .append(&org, 5, Timestamp(2), &Actor::System, &events[4..])
+                .append(&org, from, Timestamp(2), by, rest)
                 .durable()
                 .await
                 .unwrap();
             store.close().await.unwrap();
         });
     }
-    let err = reopen(dir.path()).err().expect("refused");
+    reopen(dir.path()).err().expect("refused")
+}
+
+#[test]
+fn a_gap_in_the_journal_refuses_to_start() {
+    let err = open_with_a_gap(3, None);
     assert!(
         matches!(
             err,
             StoreError::Gap {
                 expected: 4,
                 found: 5,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // Right after a snapshot of events 1-4, event 5 is missing.
+    let err = open_with_a_gap(4, Some(4));
+    assert!(
+        matches!(
+            err,
+            StoreError::Gap {
+                expected: 5,
+                found: 6,
                 ..
             }
         ),
@@ -243,42 +270,4 @@ fn golden_records_of_this_version_still_decode() {
     assert!(restored
         .lease(SessionId::new("ses_golden").as_str())
         .is_none());
-}
-
-#[test]
-fn a_gap_right_after_a_snapshot_refuses_to_start() {
-    let dir = tempfile::tempdir().unwrap();
-    let events = history(3);
-    let org = OrgId::new("org_t");
-    {
-        let (store, _) = Store::open(dir.path()).unwrap();
-        block_on(async {
-            store
-                .append(&org, 1, Timestamp(2), &Actor::System, &events[..4])
-                .durable()
-                .await
-                .unwrap();
-            store.snapshot(replay(&events[..4]).snapshot(), 4, 1);
-            store.barrier().durable().await.unwrap();
-            // Event 5 is missing after the snapshot of events 1-4.
-            store
-                .append(&org, 6, Timestamp(2), &Actor::System, &events[5..])
-                .durable()
-                .await
-                .unwrap();
-            store.close().await.unwrap();
-        });
-    }
-    let err = reopen(dir.path()).err().expect("refused");
-    assert!(
-        matches!(
-            err,
-            StoreError::Gap {
-                expected: 5,
-                found: 6,
-                ..
-            }
-        ),
-        "{err}"
-    );
 }

@@ -176,21 +176,15 @@ impl OrgState {
     }
 
     /// Active floating pools of `product` that entitle `member`, oldest first.
-    fn entitled_pools(
-        &self,
+    fn entitled_pools<'a>(
+        &'a self,
         member: &MemberId,
-        product: &str,
+        product: &'a str,
         now: Timestamp,
-    ) -> Result<Vec<&Pool>, DomainError> {
+    ) -> Result<Vec<&'a Pool>, DomainError> {
         let pools: Vec<&Pool> = self
-            .pools
-            .values()
-            .filter(|p| {
-                p.kind == PoolKind::Floating
-                    && p.product == product
-                    && p.is_active(now)
-                    && p.entitles(member)
-            })
+            .active_floating(product, now)
+            .filter(|p| p.entitles(member))
             .collect();
         if pools.is_empty() || !self.members.contains_key(member) {
             return Err(DomainError::NotEntitled {
@@ -198,6 +192,17 @@ impl OrgState {
             });
         }
         Ok(pools)
+    }
+
+    /// The floating pools of `product` that count at `now`, oldest first.
+    fn active_floating<'a>(
+        &'a self,
+        product: &'a str,
+        now: Timestamp,
+    ) -> impl Iterator<Item = &'a Pool> + 'a {
+        self.pools.values().filter(move |p| {
+            p.kind == PoolKind::Floating && p.product == product && p.is_active(now)
+        })
     }
 
     fn cap_reached(&self, member: &MemberId, product: &str, now: Timestamp) -> DomainError {
@@ -345,14 +350,8 @@ impl OrgState {
     ) -> Option<Turn> {
         for product in self.waiters.products() {
             let free: Vec<&Pool> = self
-                .pools
-                .values()
-                .filter(|p| {
-                    p.kind == PoolKind::Floating
-                        && p.product == product
-                        && p.is_active(now)
-                        && self.leases.live_in(&p.id) < p.seats
-                })
+                .active_floating(product, now)
+                .filter(|p| self.leases.live_in(&p.id) < p.seats)
                 .collect();
             if free.is_empty() {
                 continue;
