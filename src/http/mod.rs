@@ -7,7 +7,7 @@ mod error;
 mod keys;
 mod ops;
 mod orgs;
-pub mod peer;
+pub(crate) mod peer;
 mod pools;
 mod sessions;
 mod users;

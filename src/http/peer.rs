@@ -22,7 +22,7 @@ use crate::actors::GoneProbe;
 struct Socket(RawFd);
 
 /// Records each TCP connection's socket (an `on_connect` hook).
-pub fn on_connect(conn: &dyn Any, ext: &mut Extensions) {
+pub(crate) fn on_connect(conn: &dyn Any, ext: &mut Extensions) {
     if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
         ext.insert(Socket(tcp.as_raw_fd()));
     }
@@ -30,14 +30,20 @@ pub fn on_connect(conn: &dyn Any, ext: &mut Extensions) {
 
 /// A probe that tells whether the client of `req` has gone away, or `None` when the
 /// connection is not TCP or its socket cannot be duplicated.
-pub fn probe(req: &HttpRequest) -> Option<GoneProbe> {
+pub(crate) fn probe(req: &HttpRequest) -> Option<GoneProbe> {
     let Socket(fd) = *req.conn_data::<Socket>()?;
     // SAFETY: the connection owns `fd` and outlives every request handled on it; this
     // runs inside such a handler, so `fd` is open and is this connection's socket. The
     // duplicate keeps the socket itself open for as long as the probe lives.
-    let socket = unsafe { BorrowedFd::borrow_raw(fd) }
-        .try_clone_to_owned()
-        .ok()?;
+    let socket = match unsafe { BorrowedFd::borrow_raw(fd) }.try_clone_to_owned() {
+        Ok(socket) => socket,
+        Err(e) => {
+            // The waiter still queues; only a reply channel closed by actix then tells
+            // that its caller left.
+            tracing::warn!(error = %e, "cannot watch a waiting client's connection");
+            return None;
+        }
+    };
     let socket = TcpStream::from(socket);
     socket.set_nonblocking(true).ok()?;
     Some(Box::new(move || {
