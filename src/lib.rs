@@ -59,6 +59,7 @@ impl Application {
     pub async fn build(config: Config) -> Result<Application, StartError> {
         let io = |what: String| move |source| StartError::Io { what, source };
         secure_data_dir(&config.data_dir)?;
+        raise_open_file_limit();
         let operator_token = operator_token(&config)?;
         let started = std::time::Instant::now();
         let (store, recovered) = Store::open(&config.data_dir)?;
@@ -133,6 +134,26 @@ impl Application {
     /// A handle that stops the server.
     pub fn handle(&self) -> actix_web::dev::ServerHandle {
         self.server.handle()
+    }
+}
+
+/// Raises the soft limit on open files to the hard one: every connection holds a
+/// descriptor, and every queued acquire a second one (its connection's duplicate), so
+/// the usual soft limit of 1,024 would refuse connections long before memory runs out.
+fn raise_open_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed to them.
+    let raised = unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0
+        }
+    };
+    if !raised {
+        tracing::warn!("could not raise the open-file limit; many waiting clients may be refused");
     }
 }
 

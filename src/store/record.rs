@@ -14,23 +14,24 @@ pub const SNAPSHOT_VERSION: u32 = 1;
 
 /// One journaled event with who caused it and when: `{v, at, actor, key?, event}`.
 /// `actor` is a member id, `operator` or `system`; `key`, the API key the member used.
+/// Written borrowed (`S = &str`, nothing copied on the hot path), read owned.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Record<E> {
+pub struct Record<E, S = String> {
     pub v: u32,
     pub at: Timestamp,
-    pub actor: String,
+    pub actor: S,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub key: Option<String>,
+    pub key: Option<S>,
     pub event: E,
 }
 
-impl<'a> Record<&'a Event> {
+impl<'a> Record<&'a Event, &'a str> {
     /// The record of `event`, caused by `actor` at `at`.
-    pub fn new(at: Timestamp, actor: &Actor, event: &'a Event) -> Self {
+    pub fn new(at: Timestamp, actor: &'a Actor, event: &'a Event) -> Self {
         let (actor, key) = match actor {
-            Actor::System => ("system".to_owned(), None),
-            Actor::Operator => ("operator".to_owned(), None),
-            Actor::Member { id, key } => (id.to_string(), key.as_ref().map(KeyId::to_string)),
+            Actor::System => ("system", None),
+            Actor::Operator => ("operator", None),
+            Actor::Member { id, key } => (id.as_str(), key.as_ref().map(KeyId::as_str)),
         };
         Record {
             v: RECORD_VERSION,

@@ -249,9 +249,9 @@ fn golden_records_of_this_version_still_decode() {
     let mut kinds = std::collections::BTreeSet::new();
     for (i, line) in GOLDEN_JOURNAL.lines().enumerate() {
         let record = decode_record(b"golden", line.as_bytes()).unwrap();
+        let actor = record.actor();
         // What this version writes for the decoded record is the same bytes.
-        let again =
-            serde_json::to_string(&Record::new(record.at, &record.actor(), &record.event)).unwrap();
+        let again = serde_json::to_string(&Record::new(record.at, &actor, &record.event)).unwrap();
         assert_eq!(again, line, "line {}", i + 1);
         let kind = serde_json::to_value(&record.event).unwrap()["type"].clone();
         kinds.insert(kind.as_str().unwrap().to_owned());
