@@ -15,7 +15,7 @@ pub mod metric {
     pub const HTTP_DURATION: &str = "seatkeeper_http_request_duration_seconds";
     /// Histogram: time of one group-commit write (batch apply + flush).
     pub const STORE_FLUSH_SECONDS: &str = "seatkeeper_store_flush_seconds";
-    /// Histogram: writes acknowledged by one flush.
+    /// Histogram: writes (appends, snapshots, barriers) in one flush.
     pub const STORE_BATCH_SIZE: &str = "seatkeeper_store_batch_size";
     /// Counter: leases granted.
     pub const SESSIONS_GRANTED: &str = "seatkeeper_sessions_granted_total";
@@ -92,7 +92,10 @@ fn describe() {
         Unit::Seconds,
         "one group-commit batch write and flush"
     );
-    describe_histogram!(metric::STORE_BATCH_SIZE, "writes acknowledged by one flush");
+    describe_histogram!(
+        metric::STORE_BATCH_SIZE,
+        "writes (appends, snapshots, barriers) in one flush"
+    );
     describe_counter!(metric::SESSIONS_GRANTED, "leases granted");
     describe_counter!(
         metric::SESSIONS_DENIED,

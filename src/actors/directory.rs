@@ -14,7 +14,7 @@ use crate::domain::{
     Scopes, Timestamp,
 };
 use crate::secrets::{self, mint_key};
-use crate::store::{Recovered, Store};
+use crate::store::{Durability, Recovered, Store};
 
 /// What authentication needs to know of a key, kept beside the actors.
 #[derive(Debug, Clone)]
@@ -104,7 +104,14 @@ impl Directory {
             next_arbiter: AtomicUsize::new(0),
             settings,
         };
-        for r in recovered {
+        let restart = clock::now();
+        for mut r in recovered {
+            // Heartbeats and releases are acknowledged before their flush, so a journaled
+            // expiry may be older than the one a client was promised: every lease gets at
+            // least one ttl from now. Not journaled; each recovery applies it anew.
+            for e in r.state.reclaim_window(restart) {
+                r.state.apply(&e);
+            }
             directory.spawn(r.state, r.seq, r.journal_len);
         }
         directory
@@ -173,7 +180,7 @@ impl Directory {
         );
         let events = OrgState::found(id.clone(), name, owner.clone(), key.key, now)?;
         self.store
-            .append(&id, 1, now, &By::Operator, &events)
+            .append(&id, 1, now, &By::Operator, &events, Durability::Flushed)
             .durable()
             .await?;
         let mut state = OrgState::empty(id.clone());

@@ -14,6 +14,7 @@ use crate::domain::{
     OrgState, Page, PoolId, PoolPatch, PoolSpec, PoolStatus, Scope, TenantRole, Timestamp,
 };
 use crate::secrets::{mint_key, NewKey};
+use crate::store::Durability;
 
 /// A handle to one organization's actor.
 #[derive(Clone)]
@@ -26,14 +27,25 @@ impl OrgHandle {
         OrgHandle { addr }
     }
 
-    /// Decides a change as `by`; answers once its events are durable.
+    /// Decides a change as `by`; answers once its events are flushed.
     async fn command<R: Send + 'static>(
         &self,
         by: &Principal,
         decide: impl FnOnce(&OrgState, Timestamp) -> Result<Applied<R>, DomainError> + Send + 'static,
     ) -> Result<R, ActorError> {
+        self.change(by, Durability::Flushed, decide).await
+    }
+
+    /// Decides a change as `by`; answers once its events are as durable as asked.
+    async fn change<R: Send + 'static>(
+        &self,
+        by: &Principal,
+        durability: Durability,
+        decide: impl FnOnce(&OrgState, Timestamp) -> Result<Applied<R>, DomainError> + Send + 'static,
+    ) -> Result<R, ActorError> {
         let msg = Command {
             by: by.actor(),
+            durability,
             decide: Box::new(decide),
         };
         let (value, ack) = self
@@ -213,18 +225,22 @@ impl OrgHandle {
         }
     }
 
-    /// Extends a member's own lease.
+    /// Extends a member's own lease; answered once journaled, before its flush.
     pub async fn heartbeat(&self, by: &Principal, id: String) -> Result<Lease, ActorError> {
         let member = by.member.clone();
-        self.command(by, move |s, now| s.heartbeat(&member, &id, now))
-            .await
+        self.change(by, Durability::Journaled, move |s, now| {
+            s.heartbeat(&member, &id, now)
+        })
+        .await
     }
 
-    /// Ends a member's own lease.
+    /// Ends a member's own lease; answered once journaled, before its flush.
     pub async fn release(&self, by: &Principal, id: String) -> Result<(), ActorError> {
         let member = by.member.clone();
-        self.command(by, move |s, now| s.release(&member, &id, now))
-            .await
+        self.change(by, Durability::Journaled, move |s, now| {
+            s.release(&member, &id, now)
+        })
+        .await
     }
 
     /// An admin ends any lease.

@@ -14,7 +14,7 @@ use crate::domain::{
     AcquireRequest, Acquired, Actor as By, Applied, DomainError, Event, OrgState, SessionId,
     Timestamp, Turn, WaitLimits, Waiter,
 };
-use crate::store::{Ack, Store};
+use crate::store::{Ack, Durability, Store};
 use crate::telemetry::metric;
 
 /// Leases ended by one expiry command: after a restart that finds many expired, the
@@ -85,15 +85,21 @@ impl OrgActor {
     }
 
     /// Applies a decided command's events and journals them together, as one change by
-    /// `by` at `now`; the [`Ack`] resolves once they are durable.
-    fn commit<T>(&mut self, by: &By, now: Timestamp, applied: Applied<T>) -> (T, Ack) {
+    /// `by` at `now`; the [`Ack`] resolves once they are as durable as `durability` asks.
+    fn commit<T>(
+        &mut self,
+        by: &By,
+        now: Timestamp,
+        applied: Applied<T>,
+        durability: Durability,
+    ) -> (T, Ack) {
         let (value, events) = self.state.apply_all(applied);
         if events.is_empty() {
             return (value, Ack::done());
         }
         let ack = self
             .store
-            .append(self.state.id(), self.seq + 1, now, by, &events);
+            .append(self.state.id(), self.seq + 1, now, by, &events, durability);
         self.seq += events.len() as u64;
         self.journal_len += events.len() as u64;
         // Compact once the journal outgrows twice the state: each snapshot's cost is paid
@@ -174,7 +180,7 @@ impl OrgActor {
                         continue;
                     };
                     let by = member_of(&waiter.request);
-                    let (acquired, ack) = self.commit(&by, now, applied);
+                    let (acquired, ack) = self.commit(&by, now, applied, Durability::Flushed);
                     if let Some(p) = self.waiters.remove(&w) {
                         actix::spawn(async move {
                             let answer = ack.durable().await.map(|()| acquired);
@@ -204,9 +210,9 @@ impl OrgActor {
         self.timer = None;
         let now = clock::now();
         let expired = self.state.expire(now, EXPIRE_CHUNK);
-        // Expiry needs no acknowledgement: a restart that lost it finds the lease past
-        // its expiry and ends it again.
-        drop(self.commit(&By::System, now, expired));
+        // Nobody waits for expiry: a restart that lost it gives the lease one more ttl
+        // at most, as it does a lost release.
+        self.commit(&By::System, now, expired, Durability::Journaled);
         for (w, err) in self.state.timed_out(now) {
             metrics::counter!(metric::SESSIONS_DENIED).increment(1);
             self.answer(w, Err(err.into()));
@@ -271,9 +277,10 @@ type DecideFn<R> = Box<dyn FnOnce(&OrgState, Timestamp) -> Result<Applied<R>, Do
 type ReadFn<R> = Box<dyn FnOnce(&OrgState, Timestamp) -> Result<R, DomainError> + Send>;
 
 /// A change by `by`: decided against the state, its events applied and journaled
-/// together, and the caller hears back once they are durable.
+/// together, and the caller hears back once they are as durable as `durability` asks.
 pub(super) struct Command<R> {
     pub(super) by: By,
+    pub(super) durability: Durability,
     pub(super) decide: DecideFn<R>,
 }
 
@@ -289,7 +296,7 @@ impl<R: Send + 'static> Handler<Command<R>> for OrgActor {
     fn handle(&mut self, msg: Command<R>, ctx: &mut Self::Context) -> Self::Result {
         let now = clock::now();
         let applied = (msg.decide)(&self.state, now)?;
-        let answer = self.commit(&msg.by, now, applied);
+        let answer = self.commit(&msg.by, now, applied, msg.durability);
         self.settle(ctx, now);
         Ok(answer)
     }
@@ -337,7 +344,8 @@ impl Handler<Acquire> for OrgActor {
         let decided = self.state.acquire(&msg.request, new_session_id(now), now);
         match decided {
             Ok(applied) => {
-                let (acquired, ack) = self.commit(&member_of(&msg.request), now, applied);
+                let by = member_of(&msg.request);
+                let (acquired, ack) = self.commit(&by, now, applied, Durability::Flushed);
                 self.settle(ctx, now);
                 Ok(AcquireReply::Granted(acquired, ack))
             }

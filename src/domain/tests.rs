@@ -624,3 +624,44 @@ fn meta_is_bounded_and_flat() {
     assert!(check_meta(&json!(["a"])).is_err());
     assert!(check_meta(&json!({"big": "x".repeat(1100)})).is_err());
 }
+
+/// After a restart every lease lives at least one ttl: a heartbeat acknowledged before
+/// its flush keeps its promise, and nothing lives longer than that.
+#[test]
+fn the_reclaim_window_gives_every_lease_one_ttl_from_the_restart() {
+    let (mut state, mut journal) = org(&[5]);
+    let t0 = Timestamp(1_000);
+    for (i, ttl) in [(0, 10), (1, 3)] {
+        let req = AcquireRequest {
+            ttl_seconds: Some(ttl),
+            ..request(i, None)
+        };
+        run(&mut state, &mut journal, |s| {
+            s.acquire(&req, SessionId::new(format!("ses_{i}")), t0)
+        })
+        .unwrap();
+    }
+    // Restart 5 s later: each lease expires one ttl after the restart (ses_1's journaled
+    // expiry has passed: a heartbeat may have been acknowledged and not flushed).
+    let restart = Timestamp(6_000);
+    for e in state.reclaim_window(restart) {
+        state.apply(&e);
+    }
+    assert_eq!(state.lease("ses_0").unwrap().expires_at, Timestamp(16_000));
+    assert_eq!(state.lease("ses_1").unwrap().expires_at, Timestamp(9_000));
+    // A lease whose expiry is already past the window keeps it.
+    let late = AcquireRequest {
+        ttl_seconds: Some(10),
+        ..request(2, None)
+    };
+    run(&mut state, &mut journal, |s| {
+        s.acquire(&late, SessionId::new("ses_2"), Timestamp(5_500))
+    })
+    .unwrap();
+    let window = state.reclaim_window(Timestamp(5_000));
+    assert!(window.is_empty(), "{window:?}");
+    assert!(
+        state.reclaim_window(restart).is_empty(),
+        "applied once is enough"
+    );
+}

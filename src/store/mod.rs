@@ -84,6 +84,19 @@ pub enum StoreError {
     },
 }
 
+/// How soon a change must be on disk before its caller hears that it is done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Flushed before the answer: acquires, admin changes. A `kill -9` never loses one
+    /// that was acknowledged.
+    Flushed,
+    /// Journaled in order and answered before its flush: heartbeats, releases, expiry.
+    /// Recovery makes this safe: every recovered lease lives at least one ttl past the
+    /// restart, so an acknowledged heartbeat's promise is kept, and a lost release keeps
+    /// a seat busy for at most one more ttl. No cap can be exceeded either way.
+    Journaled,
+}
+
 /// One organization as recovery rebuilt it.
 pub struct Recovered {
     /// The organization's state after its last journaled event.
@@ -177,7 +190,8 @@ impl Store {
     }
 
     /// Journals `events` of `org`, caused by `actor` at `at`, as sequence numbers
-    /// `first_seq..`; the [`Ack`] resolves once they are flushed.
+    /// `first_seq..`, after everything appended before. For [`Durability::Flushed`] the
+    /// [`Ack`] resolves once they are flushed; for [`Durability::Journaled`] at once.
     pub fn append(
         &self,
         org: &OrgId,
@@ -185,6 +199,7 @@ impl Store {
         at: Timestamp,
         actor: &Actor,
         events: &[Event],
+        durability: Durability,
     ) -> Ack {
         if events.is_empty() {
             return Ack::done();
@@ -198,7 +213,20 @@ impl Store {
                 (journal_key(org, first_seq + i as u64), bytes)
             })
             .collect();
-        self.send(|done| Op::Append { records, done })
+        match durability {
+            Durability::Flushed => self.send(|done| Op::Append {
+                records,
+                done: Some(done),
+            }),
+            Durability::Journaled => {
+                // A send error means the writer has stopped; nothing waits for this one.
+                let _ = self.tx.send(Op::Append {
+                    records,
+                    done: None,
+                });
+                Ack::done()
+            }
+        }
     }
 
     /// Writes `snapshot` as the state after event `seq`, superseding the journal entries

@@ -91,6 +91,7 @@ fn write(dir: &Path, faults: Faults, events: &[Event], every: usize) -> usize {
                 Timestamp(2),
                 &Actor::System,
                 std::slice::from_ref(e),
+                Durability::Flushed,
             );
             since_snapshot += 1;
             if since_snapshot == every {
@@ -172,7 +173,7 @@ fn open_with_a_gap(last_kept: usize, snapshot: Option<u64>) -> StoreError {
             let kept = &events[..last_kept];
             let by = &Actor::System;
             store
-                .append(&org, 1, Timestamp(2), by, kept)
+                .append(&org, 1, Timestamp(2), by, kept, Durability::Flushed)
                 .durable()
                 .await
                 .unwrap();
@@ -183,7 +184,7 @@ fn open_with_a_gap(last_kept: usize, snapshot: Option<u64>) -> StoreError {
             let rest = &events[last_kept + 1..];
             let from = last_kept as u64 + 2;
             store
-                .append(&org, from, Timestamp(2), by, rest)
+                .append(&org, from, Timestamp(2), by, rest, Durability::Flushed)
                 .durable()
                 .await
                 .unwrap();
@@ -270,4 +271,79 @@ fn golden_records_of_this_version_still_decode() {
     assert!(restored
         .lease(SessionId::new("ses_golden").as_str())
         .is_none());
+}
+
+/// A heartbeat is acknowledged before its flush. The writer dies right before writing
+/// one; after recovery the reclaim window still keeps the expiry it promised.
+#[test]
+fn a_heartbeat_lost_before_its_flush_keeps_its_promise() {
+    use crate::domain::{AcquireRequest, PoolId, PoolKind, PoolSource, PoolSpec};
+    let dir = tempfile::tempdir().unwrap();
+    let org = OrgId::new("org_t");
+    let owner = MemberId::new(OWNER);
+    let t0 = Timestamp(1_000_000);
+    let mut state = replay(&history(0));
+    let mut events = history(0);
+    let spec = PoolSpec {
+        product: "kre".into(),
+        kind: PoolKind::Floating,
+        seats: 1,
+        source: PoolSource::Purchased,
+        expires_at: None,
+        includes: vec![],
+        entitled: None,
+        ttl_seconds: Some(30),
+        max_machines: None,
+    };
+    let pool = state
+        .create_pool(&owner, PoolId::new("pool_t"), spec, t0)
+        .unwrap();
+    events.extend(state.apply_all(pool).1);
+    let req = AcquireRequest {
+        member: owner.clone(),
+        key: KeyId::new("key_t"),
+        product: "kre".into(),
+        fingerprint: None,
+        ttl_seconds: None,
+        meta: None,
+    };
+    let granted = state.acquire(&req, SessionId::new("ses_t"), t0).unwrap();
+    events.extend(state.apply_all(granted).1);
+    // Ten seconds later the holder heartbeats, and is promised t0 + 10 s + 30 s.
+    let t1 = Timestamp(t0.millis() + 10_000);
+    let beat = state.heartbeat(&owner, "ses_t", t1).unwrap();
+    let promised = beat.value.expires_at;
+    let renewal = beat.events;
+    {
+        // The founding, the pool and the grant take the writer's first round (2 writes);
+        // it dies before writing the heartbeat's.
+        let faults = Faults {
+            die_after_writes: Some(2),
+        };
+        let (store, _) = Store::open_with(dir.path(), faults).unwrap();
+        block_on(async {
+            let by = &Actor::System;
+            let flushed = store.append(&org, 1, t0, by, &events, Durability::Flushed);
+            flushed.durable().await.unwrap();
+            let seq = events.len() as u64 + 1;
+            let journaled = store.append(&org, seq, t1, by, &renewal, Durability::Journaled);
+            // Answered at once, as the heartbeat's client was.
+            journaled.durable().await.unwrap();
+            let _ = store.close().await;
+        });
+    }
+    let (_store, mut recovered) = reopen(dir.path()).unwrap();
+    let r = &mut recovered[0];
+    assert_eq!(
+        r.seq,
+        events.len() as u64,
+        "the heartbeat never reached the disk"
+    );
+    assert!(r.state.lease("ses_t").unwrap().expires_at < promised);
+    // The restart comes after the heartbeat was answered.
+    let restart = Timestamp(t1.millis() + 500);
+    for e in r.state.reclaim_window(restart) {
+        r.state.apply(&e);
+    }
+    assert!(r.state.lease("ses_t").unwrap().expires_at >= promised);
 }

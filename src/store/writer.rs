@@ -36,9 +36,10 @@ pub struct Faults {
 
 /// A request to the writer.
 pub(super) enum Op {
+    /// Records to journal; `done` is answered after the flush, if anyone waits.
     Append {
         records: Vec<(Vec<u8>, Vec<u8>)>,
-        done: Done,
+        done: Option<Done>,
     },
     /// An encoded snapshot and the journal keys it supersedes.
     Snapshot {
@@ -81,15 +82,17 @@ fn run(db: sled::Db, trees: Trees, rx: mpsc::Receiver<Op>, faults: Faults) {
         let mut waiting: Vec<Done> = Vec::new();
         let mut stop = false;
         let mut appended = 0;
+        let mut ops = 0;
         let mut next = Some(first);
         while let Some(op) = next {
+            ops += 1;
             match op {
                 Op::Append { records, done } => {
                     appended += records.len();
                     for (k, v) in records {
                         batch.insert(k, v);
                     }
-                    waiting.push(done);
+                    waiting.extend(done);
                 }
                 Op::Snapshot {
                     key,
@@ -102,7 +105,7 @@ fn run(db: sled::Db, trees: Trees, rx: mpsc::Receiver<Op>, faults: Faults) {
                 Op::Barrier { done } => waiting.push(done),
                 Op::Stop => stop = true,
             }
-            next = if waiting.len() < MAX_BATCH_OPS && !stop {
+            next = if ops < MAX_BATCH_OPS && !stop {
                 rx.try_recv().ok()
             } else {
                 None
@@ -131,7 +134,7 @@ fn run(db: sled::Db, trees: Trees, rx: mpsc::Receiver<Op>, faults: Faults) {
             std::process::exit(70);
         }
         metrics::histogram!(metric::STORE_FLUSH_SECONDS).record(started.elapsed().as_secs_f64());
-        metrics::histogram!(metric::STORE_BATCH_SIZE).record(waiting.len() as f64);
+        metrics::histogram!(metric::STORE_BATCH_SIZE).record(ops as f64);
         garbage.extend(superseded_now);
         for done in waiting {
             let _ = done.send(Ok(()));

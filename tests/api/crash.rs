@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use time::format_description::well_known::Rfc3339;
 
 use crate::helpers::{eventually, TestApp, TestOrg, OPERATOR};
 
@@ -86,8 +87,8 @@ struct Acknowledged {
 }
 
 /// Writers that acquire seats and add members until the server dies under them. With
-/// `cycle`, each writer releases its previous lease after taking a new one, so the org
-/// stays small while its journal grows.
+/// `cycle`, each writer heartbeats each new lease and releases its previous one, so
+/// the org stays small while its journal grows.
 async fn write_until_killed(
     server: Server,
     org: &TestOrg,
@@ -136,6 +137,22 @@ async fn write_until_killed(
                     }
                     count.fetch_add(1, Ordering::Relaxed);
                     if cycle {
+                        // A heartbeat is answered before its flush; its promise must hold.
+                        let res = client
+                            .post(format!("{base}/v1/sessions/{sid}/heartbeat"))
+                            .bearer_auth(&key)
+                            .send()
+                            .await;
+                        let Ok(res) = res else { return };
+                        if res.status() == StatusCode::OK {
+                            let Ok(body) = res.json::<Value>().await else {
+                                return;
+                            };
+                            let exp = body["expires_at"].as_str().unwrap().to_owned();
+                            let mut acked = acked.lock().unwrap();
+                            let promised = acked.sessions.get_mut(sid).unwrap();
+                            *promised = exp.max(promised.clone());
+                        }
                         if let Some(old) = previous.replace(sid.to_owned()) {
                             // Unknown until answered: neither live nor released for sure.
                             acked.lock().unwrap().sessions.remove(&old);
@@ -192,26 +209,39 @@ async fn write_until_killed(
 
 #[tokio::test]
 async fn kill_9_loses_no_acknowledged_change() {
-    kill_9_rounds(100, 3, false).await;
+    kill_9_rounds(100, 3, false, 3600).await;
+}
+
+/// Heartbeats and releases are answered before their flush. After `kill -9` no
+/// acknowledged heartbeat's expiry is broken, a release that was lost keeps its seat
+/// for at most one more ttl, and no cap is exceeded.
+#[tokio::test]
+async fn kill_9_keeps_heartbeat_promises_and_bounds_lost_releases() {
+    kill_9_rounds(100, 3, true, 30).await;
 }
 
 /// With a tiny snapshot threshold the org is snapshotted every few dozen events, so
 /// the kills land while snapshots are written and the journal behind them is deleted.
 #[tokio::test]
 async fn kill_9_during_compaction_loses_no_acknowledged_change() {
-    let dir = kill_9_rounds(1, 4, true).await;
+    let dir = kill_9_rounds(1, 4, true, 3600).await;
     let db = sled::open(dir.path().join("store")).unwrap();
     let snapshots = db.open_tree("snapshots").unwrap();
     assert!(!snapshots.is_empty(), "the rounds crossed compaction");
 }
 
 /// Rounds of writers killed mid-stream and a restart that must find every
-/// acknowledged change; answers the data directory.
-async fn kill_9_rounds(snapshot_every: u64, rounds: usize, cycle: bool) -> tempfile::TempDir {
+/// acknowledged change; answers the data directory. `ttl` is the big pool's lease time.
+async fn kill_9_rounds(
+    snapshot_every: u64,
+    rounds: usize,
+    cycle: bool,
+    ttl: u32,
+) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start_with(dir.path(), snapshot_every);
     let org = server.app.create_org("crash").await;
-    server.app.floating_pool(&org, "kre", 1_000_000, 3600).await;
+    server.app.floating_pool(&org, "kre", 1_000_000, ttl).await;
     let small = server.app.floating_pool(&org, "kse", 3, 3600).await;
     for m in ["a", "b", "c"] {
         assert_eq!(
@@ -224,6 +254,8 @@ async fn kill_9_rounds(snapshot_every: u64, rounds: usize, cycle: bool) -> tempf
     for round in 1..=rounds {
         write_until_killed(server, &org, acked.clone(), round * 150, cycle).await;
         server = Server::start_with(dir.path(), snapshot_every);
+        // Recovery ran before the server listened: its restart time is before this.
+        let listening = time::OffsetDateTime::now_utc();
         let app = &server.app;
 
         let live: HashMap<String, String> = app
@@ -245,23 +277,28 @@ async fn kill_9_rounds(snapshot_every: u64, rounds: usize, cycle: bool) -> tempf
             .collect();
         {
             let acked = acked.lock().unwrap();
+            // Live, and expiring no sooner than promised (whole-second RFC 3339 strings
+            // compare as times).
             let lost_sessions: Vec<_> = acked
                 .sessions
                 .iter()
-                .filter(|(id, exp)| live.get(*id) != Some(*exp))
+                .filter(|(id, exp)| live.get(*id).is_none_or(|e| e < *exp))
                 .collect();
             assert!(
                 lost_sessions.is_empty(),
                 "round {round}: lost or changed leases {lost_sessions:?}"
             );
-            let back: Vec<_> = acked
+            // A release lost with the crash keeps its seat one ttl after the restart at most.
+            let limit = listening + time::Duration::seconds(ttl as i64 + 1);
+            let held_too_long: Vec<_> = acked
                 .released
                 .iter()
-                .filter(|id| live.contains_key(*id))
+                .filter_map(|id| live.get(id).map(|exp| (id, exp)))
+                .filter(|(_, exp)| time::OffsetDateTime::parse(exp, &Rfc3339).unwrap() > limit)
                 .collect();
             assert!(
-                back.is_empty(),
-                "round {round}: released leases came back {back:?}"
+                held_too_long.is_empty(),
+                "round {round}: released leases held past one ttl: {held_too_long:?}"
             );
             let lost_users: Vec<_> = acked.users.iter().filter(|u| !users.contains(u)).collect();
             assert!(
@@ -299,6 +336,8 @@ async fn sigterm_drains_flushes_and_exits_0() {
     let live = server.app.all_sessions(&org).await;
     assert_eq!(live.len(), 1);
     assert_eq!(live[0]["id"], lease["session_id"]);
-    assert_eq!(live[0]["expires_at"], lease["expires_at"]);
+    // At least the promised expiry: recovery gives every lease one ttl from the restart.
+    let (now, promised) = (live[0]["expires_at"].as_str(), lease["expires_at"].as_str());
+    assert!(now >= promised, "{now:?} < {promised:?}");
     server.kill_9();
 }

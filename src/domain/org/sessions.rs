@@ -308,6 +308,25 @@ impl OrgState {
         }
     }
 
+    /// Renewals that give every lease at least its ttl from `restart`. A heartbeat is
+    /// acknowledged before its flush, so after a crash a lease's journaled expiry may be
+    /// older than the one its holder was promised; this keeps that promise (a reclaim
+    /// window, like NFSv4's grace period). A release lost the same way keeps its seat
+    /// busy for at most one more ttl. Recovery applies these without journaling them.
+    pub fn reclaim_window(&self, restart: Timestamp) -> Vec<Event> {
+        self.leases
+            .all()
+            .values()
+            .filter_map(|l| {
+                let floor = restart.plus_secs(l.ttl_seconds as u64).ceil_secs();
+                (l.expires_at < floor).then(|| Event::LeaseRenewed {
+                    id: l.id.clone(),
+                    expires_at: floor,
+                })
+            })
+            .collect()
+    }
+
     // ---- waiting -----------------------------------------------------------------------
 
     /// Queues an acquire that found no free seat, within the waiting limits.
