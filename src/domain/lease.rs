@@ -1,6 +1,6 @@
 //! Leases (sessions) on floating pools, indexed by id, by holder and by deadline.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
@@ -91,7 +91,9 @@ type Holder = (MemberId, String, String);
 /// a product (for `retry_after`) is the first element of each of its pools' sets.
 #[derive(Debug, Default, Clone)]
 pub struct Leases {
-    by_id: BTreeMap<SessionId, Lease>,
+    /// A persistent map: a snapshot clones it in O(1) and walks it on another thread
+    /// while the org goes on changing its own copy.
+    by_id: imbl::OrdMap<SessionId, Lease>,
     by_holder: HashMap<Holder, SessionId>,
     deadlines: HashMap<PoolId, BTreeSet<(Timestamp, SessionId)>>,
 }
@@ -103,7 +105,7 @@ impl Leases {
     }
 
     /// All live leases in id order.
-    pub fn all(&self) -> &BTreeMap<SessionId, Lease> {
+    pub fn all(&self) -> &imbl::OrdMap<SessionId, Lease> {
         &self.by_id
     }
 

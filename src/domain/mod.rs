@@ -23,7 +23,9 @@ pub use ids::{KeyId, MemberId, OrgId, PoolId, SessionId};
 pub use key::{ApiKey, Scope, Scopes};
 pub use lease::{AcquireRequest, Lease};
 pub use member::{Email, Member, TenantRole};
-pub use org::{Acquired, Action, Applied, Decision, OrgState, PoolStatus, Snapshot, Turn};
+pub use org::{
+    Acquired, Action, Applied, Decision, LeaseSet, OrgState, PoolStatus, Snapshot, Turn,
+};
 pub use page::Page;
 pub use pool::{Pool, PoolKind, PoolPatch, PoolSource, PoolSpec};
 pub use time::Timestamp;

@@ -1,6 +1,5 @@
 //! Cursor paging over ordered collections.
 
-use std::collections::BTreeMap;
 use std::ops::Bound;
 
 /// One page of a listing and the cursor to the next one.
@@ -10,21 +9,29 @@ pub struct Page<T> {
     pub next: Option<String>,
 }
 
-/// Up to `limit` values after the key `after`, in key order; `next` is set when more follow.
-pub fn page_of<K, V, T>(
-    map: &BTreeMap<K, V>,
-    after: Option<&str>,
+/// The keys after the cursor `after`: a range for any ordered map keyed by ids.
+pub fn after(after: Option<&str>) -> (Bound<&str>, Bound<&str>) {
+    (
+        after.map_or(Bound::Unbounded, Bound::Excluded),
+        Bound::Unbounded,
+    )
+}
+
+/// Up to `limit` values of `entries` (a map's range from [`after`]) that `keep`
+/// accepts, in key order; `next` is set when more follow.
+pub fn page_of<'a, K, V, T>(
+    entries: impl Iterator<Item = (&'a K, &'a V)>,
     limit: usize,
     mut keep: impl FnMut(&V) -> bool,
     render: impl Fn(&V) -> T,
 ) -> Page<T>
 where
-    K: Ord + std::borrow::Borrow<str> + ToString,
+    K: ToString + 'a,
+    V: 'a,
 {
-    let start = after.map_or(Bound::Unbounded, Bound::Excluded);
     let mut items = Vec::new();
     let mut next = None;
-    for (k, v) in map.range::<str, _>((start, Bound::Unbounded)) {
+    for (k, v) in entries {
         if !keep(v) {
             continue;
         }
@@ -44,16 +51,20 @@ where
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
 
     #[test]
     fn pages_forward_without_gaps_or_repeats() {
         let map: BTreeMap<String, u32> = (0..7).map(|i| (format!("k{i}"), i)).collect();
-        let p1 = page_of(&map, None, 3, |_| true, |v| *v);
+        let page =
+            |cursor: Option<&str>| page_of(map.range::<str, _>(after(cursor)), 3, |_| true, |v| *v);
+        let p1 = page(None);
         assert_eq!(p1.items, vec![0, 1, 2]);
-        let p2 = page_of(&map, p1.next.as_deref(), 3, |_| true, |v| *v);
+        let p2 = page(p1.next.as_deref());
         assert_eq!(p2.items, vec![3, 4, 5]);
-        let p3 = page_of(&map, p2.next.as_deref(), 3, |_| true, |v| *v);
+        let p3 = page(p2.next.as_deref());
         assert_eq!((p3.items, p3.next), (vec![6], None));
     }
 }

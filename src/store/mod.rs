@@ -177,9 +177,9 @@ impl Store {
         let recovered = recover(&db, &trees)?;
         let meta = db.open_tree("meta")?;
         let (tx, rx) = mpsc::channel();
-        let handle = writer::spawn(db, trees, rx, faults);
         let (snapshots, pending) = mpsc::channel();
-        spawn_encoder(pending, tx.clone());
+        spawn_encoder(pending, trees.snapshots, tx.clone());
+        let handle = writer::spawn(db, trees.journal, rx, faults);
         let store = Store {
             meta,
             tx,
@@ -288,10 +288,13 @@ enum Encode {
     Barrier(oneshot::Sender<Result<(), StoreError>>),
 }
 
-/// Encodes snapshots one after another and passes them to the writer. Because the
-/// actor sent the appends up to `seq` to the writer before this snapshot was taken,
-/// the snapshot always lands after the entries it supersedes.
-fn spawn_encoder(pending: mpsc::Receiver<Encode>, writer: mpsc::Sender<Op>) {
+/// Encodes and inserts snapshots one after another, then tells the writer which journal
+/// keys each supersedes. A snapshot may reach sled before the writer has written the
+/// entries it covers; recovery then takes the snapshot and drops those entries as stale
+/// (any that were acknowledged were flushed before their answer, so are there too). The
+/// superseded keys are deleted only after the writer's next flush, which makes this
+/// insert durable first: sled's flush covers every write made before it.
+fn spawn_encoder(pending: mpsc::Receiver<Encode>, tree: sled::Tree, writer: mpsc::Sender<Op>) {
     std::thread::Builder::new()
         .name("store-snapshots".into())
         .spawn(move || {
@@ -305,9 +308,12 @@ fn spawn_encoder(pending: mpsc::Receiver<Encode>, writer: mpsc::Sender<Op>) {
                             state: &snapshot,
                         };
                         let value = serde_json::to_vec(&record).expect("snapshots serialize");
-                        Op::Snapshot {
-                            key: snapshot.id.as_str().as_bytes().to_vec(),
-                            value,
+                        if let Err(e) = tree.insert(snapshot.id.as_str().as_bytes(), value) {
+                            // Harmless: the journal still holds every event it covers.
+                            tracing::error!(org = %snapshot.id, error = %e, "snapshot not written");
+                            continue;
+                        }
+                        Op::Snapshotted {
                             superseded: (from..=seq)
                                 .map(|s| journal_key(&snapshot.id, s))
                                 .collect(),

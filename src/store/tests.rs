@@ -315,10 +315,10 @@ fn a_heartbeat_lost_before_its_flush_keeps_its_promise() {
     let promised = beat.value.expires_at;
     let renewal = beat.events;
     {
-        // The founding, the pool and the grant take the writer's first round (2 writes);
-        // it dies before writing the heartbeat's.
+        // The founding, the pool and the grant take the writer's first round (one
+        // write); it dies before writing the heartbeat's.
         let faults = Faults {
-            die_after_writes: Some(2),
+            die_after_writes: Some(1),
         };
         let (store, _) = Store::open_with(dir.path(), faults).unwrap();
         block_on(async {

@@ -1,8 +1,9 @@
 //! The group-commit writer: one thread, one batch and one flush for everything waiting.
 //!
-//! Compaction stays off this thread's critical path: snapshots arrive already encoded
-//! (by the snapshot thread), and the journal entries a snapshot replaces are deleted a
-//! few per batch, riding along with the writes that callers wait for. They become
+//! Compaction stays off this thread's critical path: the snapshot thread encodes and
+//! inserts snapshots itself (a large one would hold every acknowledgement behind its
+//! write here), and the journal entries a snapshot replaces are deleted a few per
+//! batch, riding along with the writes that callers wait for. They become
 //! deletable only once a flush has made their snapshot durable: sled keeps each batch
 //! atomic, not two batches together, so deleting them in the snapshot's own round could
 //! leave the deletions on disk without the snapshot after a `kill -9`.
@@ -14,7 +15,7 @@ use std::time::Instant;
 
 use tokio::sync::oneshot;
 
-use super::{StoreError, Trees};
+use super::StoreError;
 use crate::telemetry::metric;
 
 /// Batches larger than this are split, so one huge burst does not delay every ack.
@@ -41,10 +42,10 @@ pub(super) enum Op {
         records: Vec<(Vec<u8>, Vec<u8>)>,
         done: Option<Done>,
     },
-    /// An encoded snapshot and the journal keys it supersedes.
-    Snapshot {
-        key: Vec<u8>,
-        value: Vec<u8>,
+    /// A snapshot was inserted (by the snapshot thread, before sending this): the
+    /// journal keys it supersedes become deletable after this round's flush, which
+    /// makes the snapshot durable too.
+    Snapshotted {
         superseded: Vec<Vec<u8>>,
     },
     Barrier {
@@ -55,17 +56,17 @@ pub(super) enum Op {
 
 pub(super) fn spawn(
     db: sled::Db,
-    trees: Trees,
+    journal: sled::Tree,
     rx: mpsc::Receiver<Op>,
     faults: Faults,
 ) -> JoinHandle<()> {
     std::thread::Builder::new()
         .name("store-writer".into())
-        .spawn(move || run(db, trees, rx, faults))
+        .spawn(move || run(db, journal, rx, faults))
         .expect("spawn store writer")
 }
 
-fn run(db: sled::Db, trees: Trees, rx: mpsc::Receiver<Op>, faults: Faults) {
+fn run(db: sled::Db, journal: sled::Tree, rx: mpsc::Receiver<Op>, faults: Faults) {
     // Superseded journal keys whose snapshot is durable: safe to delete.
     let mut garbage: VecDeque<Vec<u8>> = VecDeque::new();
     let mut writes = 0usize;
@@ -76,7 +77,6 @@ fn run(db: sled::Db, trees: Trees, rx: mpsc::Receiver<Op>, faults: Faults) {
     };
     while let Ok(first) = rx.recv() {
         let mut batch = sled::Batch::default();
-        let mut snapshots = sled::Batch::default();
         // Superseded by a snapshot of this round: deletable after this round's flush.
         let mut superseded_now: Vec<Vec<u8>> = Vec::new();
         let mut waiting: Vec<Done> = Vec::new();
@@ -94,14 +94,7 @@ fn run(db: sled::Db, trees: Trees, rx: mpsc::Receiver<Op>, faults: Faults) {
                     }
                     waiting.extend(done);
                 }
-                Op::Snapshot {
-                    key,
-                    value,
-                    superseded,
-                } => {
-                    snapshots.insert(key, value);
-                    superseded_now.extend(superseded);
-                }
+                Op::Snapshotted { superseded } => superseded_now.extend(superseded),
                 Op::Barrier { done } => waiting.push(done),
                 Op::Stop => stop = true,
             }
@@ -116,16 +109,14 @@ fn run(db: sled::Db, trees: Trees, rx: mpsc::Receiver<Op>, faults: Faults) {
             batch.remove(key);
         }
         let started = Instant::now();
-        let mut written = Ok(());
-        for (tree, batch) in [(&trees.journal, batch), (&trees.snapshots, snapshots)] {
-            if !alive() {
-                // The injected fault: what was written reaches the disk, nothing more.
-                let _ = db.flush();
-                return;
-            }
-            written = written.and_then(|_| tree.apply_batch(batch));
+        if !alive() {
+            // The injected fault: what was written reaches the disk, nothing more.
+            let _ = db.flush();
+            return;
         }
-        let written = written.and_then(|_| db.flush().map(|_| ()));
+        let written = journal
+            .apply_batch(batch)
+            .and_then(|_| db.flush().map(|_| ()));
         if let Err(e) = written {
             // Memory is already ahead of the disk for these events; carrying on would
             // acknowledge changes that a restart forgets. Stop, and let recovery rebuild

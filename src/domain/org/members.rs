@@ -2,7 +2,7 @@
 
 use super::{check_name, Action, Applied, OrgState};
 use crate::domain::event::EndReason;
-use crate::domain::page::{page_of, Page};
+use crate::domain::page::{self, page_of, Page};
 use crate::domain::{ApiKey, DomainError, Event, Member, MemberId, Scope, TenantRole, Timestamp};
 
 impl OrgState {
@@ -23,8 +23,7 @@ impl OrgState {
     ) -> Result<Page<Member>, DomainError> {
         self.require(actor, Action::ManageMembers)?;
         Ok(page_of(
-            &self.members,
-            after,
+            self.members.range::<str, _>(page::after(after)),
             limit,
             |_| true,
             Member::clone,
@@ -47,8 +46,7 @@ impl OrgState {
             .id
             .clone();
         Ok(page_of(
-            &self.keys,
-            after,
+            self.keys.range::<str, _>(page::after(after)),
             limit,
             |k| k.member == member,
             ApiKey::clone,

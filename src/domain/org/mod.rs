@@ -25,7 +25,7 @@ use super::lease::Leases;
 use super::waiters::WaitQueues;
 use super::{
     ApiKey, DomainError, Email, Event, KeyId, Lease, Member, MemberId, OrgId, Pool, PoolId,
-    TenantRole, Timestamp,
+    SessionId, TenantRole, Timestamp,
 };
 
 /// Lease time of a pool created without `ttl_seconds`.
@@ -86,7 +86,34 @@ pub struct Snapshot {
     pub members: Vec<Member>,
     pub keys: Vec<ApiKey>,
     pub pools: Vec<Pool>,
-    pub leases: Vec<Lease>,
+    pub leases: LeaseSet,
+}
+
+/// The live leases of a snapshot: the org's own persistent map, cloned in O(1) (taking
+/// a snapshot never copies the leases on the actor's thread), written as a list.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct LeaseSet(imbl::OrdMap<SessionId, Lease>);
+
+impl LeaseSet {
+    /// The leases in id order.
+    pub fn iter(&self) -> impl Iterator<Item = &Lease> {
+        self.0.values()
+    }
+}
+
+impl Serialize for LeaseSet {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.values())
+    }
+}
+
+impl<'de> Deserialize<'de> for LeaseSet {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let leases = Vec::<Lease>::deserialize(d)?;
+        Ok(LeaseSet(
+            leases.into_iter().map(|l| (l.id.clone(), l)).collect(),
+        ))
+    }
 }
 
 impl OrgState {
@@ -135,7 +162,7 @@ impl OrgState {
         let events = (s.members.into_iter().map(Event::MemberAdded))
             .chain(s.keys.into_iter().map(Event::KeyCreated))
             .chain(s.pools.into_iter().map(Event::PoolCreated))
-            .chain(s.leases.into_iter().map(Event::LeaseGranted));
+            .chain(s.leases.iter().cloned().map(Event::LeaseGranted));
         for e in events {
             state.apply(&e);
         }
@@ -151,7 +178,7 @@ impl OrgState {
             members: self.members.values().cloned().collect(),
             keys: self.keys.values().cloned().collect(),
             pools: self.pools.values().cloned().collect(),
-            leases: self.leases.all().values().cloned().collect(),
+            leases: LeaseSet(self.leases.all().clone()),
         }
     }
 

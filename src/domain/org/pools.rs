@@ -1,7 +1,7 @@
 //! Seat pools: created, changed and deleted by admins.
 
 use super::{Action, Applied, OrgState, PoolStatus, DEFAULT_MAX_MACHINES, DEFAULT_TTL_SECONDS};
-use crate::domain::page::{page_of, Page};
+use crate::domain::page::{self, page_of, Page};
 use crate::domain::pool::{check_product, check_seats, check_ttl};
 use crate::domain::{
     DomainError, Event, MemberId, Pool, PoolId, PoolKind, PoolPatch, PoolSpec, Timestamp,
@@ -26,8 +26,7 @@ impl OrgState {
     ) -> Result<Page<PoolStatus>, DomainError> {
         self.require(actor, Action::ManagePools)?;
         Ok(page_of(
-            &self.pools,
-            after,
+            self.pools.range::<str, _>(page::after(after)),
             limit,
             |_| true,
             |p| self.pool_status(p, now),

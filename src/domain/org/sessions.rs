@@ -7,7 +7,7 @@
 
 use super::{Action, Applied, OrgState};
 use crate::domain::event::EndReason;
-use crate::domain::page::{page_of, Page};
+use crate::domain::page::{self, page_of, Page};
 use crate::domain::waiters::{WaitLimits, Waiter};
 use crate::domain::{
     AcquireRequest, DomainError, Event, KeyId, Lease, MemberId, Pool, PoolKind, SessionId,
@@ -40,8 +40,7 @@ impl OrgState {
     ) -> Result<Page<Lease>, DomainError> {
         self.require(actor, Action::ManageSessions)?;
         Ok(page_of(
-            self.leases.all(),
-            after,
+            self.leases.all().range::<_, str>(page::after(after)),
             limit,
             |_| true,
             Lease::clone,
