@@ -58,6 +58,9 @@ impl Application {
     /// Must run inside an actix system (the actors live on its arbiters).
     pub async fn build(config: Config) -> Result<Application, StartError> {
         let io = |what: String| move |source| StartError::Io { what, source };
+        // First: the actors started below count their recovered leases into the gauges,
+        // and counts made before a recorder exists are lost.
+        crate::telemetry::prometheus();
         secure_data_dir(&config.data_dir)?;
         raise_open_file_limit();
         let operator_token = operator_token(&config)?;
@@ -89,7 +92,6 @@ impl Application {
             operator_hash: secrets::hash(&operator_token),
             max_wait_seconds: config.sessions.max_wait_seconds,
         });
-        crate::telemetry::prometheus();
         let listener =
             TcpListener::bind(&config.bind).map_err(io(format!("bind {}", config.bind)))?;
         let addr = listener

@@ -308,6 +308,23 @@ async fn kill_9_rounds(
             assert!(acked.acquired >= round * 150);
         }
 
+        // The live-sessions gauge counts what recovery brought back.
+        let metrics = reqwest::get(format!("{}/metrics", app.base))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let gauge = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("seatkeeper_sessions_live "))
+            .map(|v| v.trim().parse::<f64>().unwrap());
+        assert_eq!(
+            gauge,
+            Some(live.len() as f64),
+            "round {round}: sessions_live"
+        );
+
         // The cap holds across the restart: the small pool is still full.
         let (status, body) = app.acquire(&org.owner_key, "kse", "d").await;
         assert_eq!(status, StatusCode::CONFLICT, "round {round}: {body}");
