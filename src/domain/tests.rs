@@ -665,3 +665,31 @@ fn the_reclaim_window_gives_every_lease_one_ttl_from_the_restart() {
         "applied once is enough"
     );
 }
+
+/// A pool that expired renewed nothing after its expiry: the reclaim window gives its
+/// leases one ttl from the pool's end, not from the restart.
+#[test]
+fn the_reclaim_window_ends_with_the_pool() {
+    let (mut state, mut journal) = org(&[]);
+    let owner = MemberId::new(OWNER);
+    let t0 = Timestamp(1_000);
+    let trial = PoolSpec {
+        source: PoolSource::Trial,
+        expires_at: Some(Timestamp(5_000)),
+        ..floating("kre", 2, 10)
+    };
+    run(&mut state, &mut journal, |s| {
+        s.create_pool(&owner, PoolId::new("pool_t"), trial, t0)
+    })
+    .unwrap();
+    run(&mut state, &mut journal, |s| {
+        s.acquire(&request(0, None), SessionId::new("ses_t"), t0)
+    })
+    .unwrap();
+    // The server was down from 2 s to 60 s; the pool ended at 5 s.
+    let window = state.reclaim_window(Timestamp(60_000));
+    for e in &window {
+        state.apply(e);
+    }
+    assert_eq!(state.lease("ses_t").unwrap().expires_at, Timestamp(15_000));
+}

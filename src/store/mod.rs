@@ -178,7 +178,7 @@ impl Store {
         let meta = db.open_tree("meta")?;
         let (tx, rx) = mpsc::channel();
         let (snapshots, pending) = mpsc::channel();
-        spawn_encoder(pending, trees.snapshots, tx.clone());
+        spawn_encoder(pending, trees.snapshots, tx.clone(), faults.dead.clone());
         let handle = writer::spawn(db, trees.journal, rx, faults);
         let store = Store {
             meta,
@@ -294,7 +294,12 @@ enum Encode {
 /// (any that were acknowledged were flushed before their answer, so are there too). The
 /// superseded keys are deleted only after the writer's next flush, which makes this
 /// insert durable first: sled's flush covers every write made before it.
-fn spawn_encoder(pending: mpsc::Receiver<Encode>, tree: sled::Tree, writer: mpsc::Sender<Op>) {
+fn spawn_encoder(
+    pending: mpsc::Receiver<Encode>,
+    tree: sled::Tree,
+    writer: mpsc::Sender<Op>,
+    dead: Arc<std::sync::atomic::AtomicBool>,
+) {
     std::thread::Builder::new()
         .name("store-snapshots".into())
         .spawn(move || {
@@ -308,6 +313,11 @@ fn spawn_encoder(pending: mpsc::Receiver<Encode>, tree: sled::Tree, writer: mpsc
                             state: &snapshot,
                         };
                         let value = serde_json::to_vec(&record).expect("snapshots serialize");
+                        if dead.load(std::sync::atomic::Ordering::SeqCst) {
+                            // An injected fault killed the store: a dead process writes
+                            // nothing more.
+                            return;
+                        }
                         if let Err(e) = tree.insert(snapshot.id.as_str().as_bytes(), value) {
                             // Harmless: the journal still holds every event it covers.
                             tracing::error!(org = %snapshot.id, error = %e, "snapshot not written");

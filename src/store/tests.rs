@@ -145,6 +145,7 @@ fn a_crash_at_any_write_loses_nothing_acknowledged() {
         let dir = tempfile::tempdir().unwrap();
         let faults = Faults {
             die_after_writes: Some(die_after),
+            ..Faults::default()
         };
         let acked = write(dir.path(), faults, &events, 4);
         let (_store, recovered) =
@@ -319,6 +320,7 @@ fn a_heartbeat_lost_before_its_flush_keeps_its_promise() {
         // write); it dies before writing the heartbeat's.
         let faults = Faults {
             die_after_writes: Some(1),
+            ..Faults::default()
         };
         let (store, _) = Store::open_with(dir.path(), faults).unwrap();
         block_on(async {

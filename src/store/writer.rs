@@ -9,7 +9,9 @@
 //! leave the deletions on disk without the snapshot after a `kill -9`.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -28,11 +30,14 @@ const EXTRA_GARBAGE_PER_BATCH: usize = 8;
 type Done = oneshot::Sender<Result<(), StoreError>>;
 
 /// Faults to inject, for tests of what a crash at any point leaves on disk.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Faults {
     /// After this many sled batch writes, flush what was written and stop as a killed
-    /// process would: nothing more is written and no waiting caller is answered.
+    /// process would: nothing more is written (the snapshot thread stops writing too)
+    /// and no waiting caller is answered.
     pub die_after_writes: Option<usize>,
+    /// Set once the injected fault has killed the store.
+    pub dead: Arc<AtomicBool>,
 }
 
 /// A request to the writer.
@@ -111,6 +116,7 @@ fn run(db: sled::Db, journal: sled::Tree, rx: mpsc::Receiver<Op>, faults: Faults
         let started = Instant::now();
         if !alive() {
             // The injected fault: what was written reaches the disk, nothing more.
+            faults.dead.store(true, Ordering::SeqCst);
             let _ = db.flush();
             return;
         }

@@ -1,13 +1,13 @@
 //! `kill -9` the real binary while writers are being acknowledged, restart it on the
 //! same data directory, and find every acknowledged change.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -77,24 +77,30 @@ impl Drop for Server {
 /// What the writers were told was done.
 #[derive(Default)]
 struct Acknowledged {
-    /// Granted and not released: live after a restart, with the same expiry.
+    /// Granted and not released, with the latest expiry promised: live after a restart
+    /// until at least then.
     sessions: HashMap<String, String>,
-    /// Released: gone after a restart.
-    released: HashSet<String>,
+    /// Released, with the writer and the step at which it heard so. A release is
+    /// answered before its flush; but once the same writer has had a later flushed
+    /// answer, the release is durable too (one journal, in order), so it stays gone.
+    released: HashMap<String, (usize, u64)>,
+    /// Each writer's step of its latest flushed answer (an acquire or a new member).
+    last_flushed: HashMap<usize, u64>,
     /// Every acquire acknowledged, released since or not.
     acquired: usize,
     users: Vec<String>,
 }
 
 /// Writers that acquire seats and add members until the server dies under them. With
-/// `cycle`, each writer heartbeats each new lease and releases its previous one, so
-/// the org stays small while its journal grows.
+/// `cycle`, each writer heartbeats each of its leases once it is that old, then releases
+/// it: held over a second, a heartbeat's expiry is a later whole second than the
+/// acquire's; held for no time, the org stays small while its journal grows.
 async fn write_until_killed(
     server: Server,
     org: &TestOrg,
     acked: Arc<Mutex<Acknowledged>>,
     at_least: usize,
-    cycle: bool,
+    cycle: Option<Duration>,
 ) {
     let stop = Arc::new(AtomicBool::new(false));
     let count = Arc::new(AtomicUsize::new(0));
@@ -109,7 +115,10 @@ async fn write_until_killed(
         );
         let (acked, stop, count) = (acked.clone(), stop.clone(), count.clone());
         writers.push(tokio::spawn(async move {
-            let mut previous: Option<String> = None;
+            // This writer's leases, oldest first, and whether each was heartbeated.
+            let mut held: VecDeque<(String, Instant, bool)> = VecDeque::new();
+            // Counts this writer's acknowledged requests, which it sends one at a time.
+            let mut step = 0u64;
             for i in 0.. {
                 if stop.load(Ordering::Relaxed) {
                     return;
@@ -130,14 +139,37 @@ async fn write_until_killed(
                         body["session_id"].as_str().unwrap(),
                         body["expires_at"].as_str().unwrap(),
                     );
+                    step += 1;
                     {
                         let mut acked = acked.lock().unwrap();
                         acked.sessions.insert(sid.to_owned(), exp.to_owned());
                         acked.acquired += 1;
+                        acked.last_flushed.insert(w, step);
                     }
                     count.fetch_add(1, Ordering::Relaxed);
-                    if cycle {
-                        // A heartbeat is answered before its flush; its promise must hold.
+                    if cycle.is_some() {
+                        held.push_back((sid.to_owned(), Instant::now(), false));
+                    }
+                }
+                // Each lease is heartbeated once it is over a second old (so its new
+                // expiry is a later whole second than the acquire's), then released.
+                match held.front().cloned() {
+                    Some((old, _, true)) => {
+                        held.pop_front();
+                        // Unknown until answered: neither live nor released for sure.
+                        acked.lock().unwrap().sessions.remove(&old);
+                        let res = client
+                            .delete(format!("{base}/v1/sessions/{old}"))
+                            .bearer_auth(&key)
+                            .send()
+                            .await;
+                        let Ok(res) = res else { return };
+                        if res.status() == StatusCode::NO_CONTENT {
+                            step += 1;
+                            acked.lock().unwrap().released.insert(old, (w, step));
+                        }
+                    }
+                    Some((sid, at, false)) if cycle.is_some_and(|hold| at.elapsed() >= hold) => {
                         let res = client
                             .post(format!("{base}/v1/sessions/{sid}/heartbeat"))
                             .bearer_auth(&key)
@@ -148,27 +180,17 @@ async fn write_until_killed(
                             let Ok(body) = res.json::<Value>().await else {
                                 return;
                             };
+                            step += 1;
                             let exp = body["expires_at"].as_str().unwrap().to_owned();
                             let mut acked = acked.lock().unwrap();
-                            let promised = acked.sessions.get_mut(sid).unwrap();
+                            let promised = acked.sessions.get_mut(&sid).unwrap();
                             *promised = exp.max(promised.clone());
-                        }
-                        if let Some(old) = previous.replace(sid.to_owned()) {
-                            // Unknown until answered: neither live nor released for sure.
-                            acked.lock().unwrap().sessions.remove(&old);
-                            let res = client
-                                .delete(format!("{base}/v1/sessions/{old}"))
-                                .bearer_auth(&key)
-                                .send()
-                                .await;
-                            let Ok(res) = res else { return };
-                            if res.status() == StatusCode::NO_CONTENT {
-                                acked.lock().unwrap().released.insert(old);
-                            }
+                            held.front_mut().unwrap().2 = true;
                         }
                     }
+                    _ => {}
                 }
-                if i % (if cycle { 32 } else { 4 }) == 0 {
+                if i % (if cycle.is_some() { 32 } else { 4 }) == 0 {
                     let res = client
                         .post(format!("{base}/v1/orgs/{org_id}/users"))
                         .bearer_auth(&key)
@@ -180,11 +202,10 @@ async fn write_until_killed(
                         let Ok(body) = res.json::<Value>().await else {
                             return;
                         };
-                        acked
-                            .lock()
-                            .unwrap()
-                            .users
-                            .push(body["id"].as_str().unwrap().to_owned());
+                        step += 1;
+                        let mut acked = acked.lock().unwrap();
+                        acked.users.push(body["id"].as_str().unwrap().to_owned());
+                        acked.last_flushed.insert(w, step);
                     }
                 }
             }
@@ -209,7 +230,7 @@ async fn write_until_killed(
 
 #[tokio::test]
 async fn kill_9_loses_no_acknowledged_change() {
-    kill_9_rounds(100, 3, false, 3600).await;
+    kill_9_rounds(100, 3, None, 3600).await;
 }
 
 /// Heartbeats and releases are answered before their flush. After `kill -9` no
@@ -217,14 +238,14 @@ async fn kill_9_loses_no_acknowledged_change() {
 /// for at most one more ttl, and no cap is exceeded.
 #[tokio::test]
 async fn kill_9_keeps_heartbeat_promises_and_bounds_lost_releases() {
-    kill_9_rounds(100, 3, true, 30).await;
+    kill_9_rounds(100, 3, Some(Duration::from_millis(1100)), 30).await;
 }
 
 /// With a tiny snapshot threshold the org is snapshotted every few dozen events, so
 /// the kills land while snapshots are written and the journal behind them is deleted.
 #[tokio::test]
 async fn kill_9_during_compaction_loses_no_acknowledged_change() {
-    let dir = kill_9_rounds(1, 4, true, 3600).await;
+    let dir = kill_9_rounds(1, 4, Some(Duration::ZERO), 3600).await;
     let db = sled::open(dir.path().join("store")).unwrap();
     let snapshots = db.open_tree("snapshots").unwrap();
     assert!(!snapshots.is_empty(), "the rounds crossed compaction");
@@ -235,7 +256,7 @@ async fn kill_9_during_compaction_loses_no_acknowledged_change() {
 async fn kill_9_rounds(
     snapshot_every: u64,
     rounds: usize,
-    cycle: bool,
+    cycle: Option<Duration>,
     ttl: u32,
 ) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -276,30 +297,46 @@ async fn kill_9_rounds(
             .map(|u| u["id"].as_str().unwrap().to_owned())
             .collect();
         {
-            let acked = acked.lock().unwrap();
-            // Live, and expiring no sooner than promised (whole-second RFC 3339 strings
-            // compare as times).
+            let mut acked = acked.lock().unwrap();
+            // Every lease promised past now is live, expiring no sooner than promised;
+            // one whose promise has run out (rounds can outlast a short ttl) may be gone.
+            let checked = time::OffsetDateTime::now_utc();
+            let time_of = |exp: &str| time::OffsetDateTime::parse(exp, &Rfc3339).unwrap();
             let lost_sessions: Vec<_> = acked
                 .sessions
                 .iter()
-                .filter(|(id, exp)| live.get(*id).is_none_or(|e| e < *exp))
+                .filter(|(_, exp)| time_of(exp) > checked)
+                .filter(|(id, exp)| live.get(*id).is_none_or(|e| time_of(e) < time_of(exp)))
                 .collect();
             assert!(
                 lost_sessions.is_empty(),
-                "round {round}: lost or changed leases {lost_sessions:?}"
+                "round {round}: lost or shortened leases {lost_sessions:?}"
             );
-            // A release lost with the crash keeps its seat one ttl after the restart at most.
+            // A release may come back only if it was its writer's last answer before the
+            // kill (a later flushed answer would have flushed it too), and then for one
+            // ttl after the restart at most.
             let limit = listening + time::Duration::seconds(ttl as i64 + 1);
-            let held_too_long: Vec<_> = acked
+            let back: Vec<_> = acked
                 .released
                 .iter()
-                .filter_map(|id| live.get(id).map(|exp| (id, exp)))
-                .filter(|(_, exp)| time::OffsetDateTime::parse(exp, &Rfc3339).unwrap() > limit)
+                .filter_map(|(id, at)| live.get(id).map(|exp| (id, at, time_of(exp))))
+                .filter(|(_, (w, step), exp)| {
+                    acked.last_flushed.get(w).is_some_and(|f| f > step) || *exp > limit
+                })
                 .collect();
             assert!(
-                held_too_long.is_empty(),
-                "round {round}: released leases held past one ttl: {held_too_long:?}"
+                back.is_empty(),
+                "round {round}: released leases came back {back:?}"
             );
+            // Steps count per round; a release that came back stays live (a lost one).
+            let returned: Vec<String> = (acked.released.keys())
+                .filter(|id| live.contains_key(*id))
+                .cloned()
+                .collect();
+            for id in returned {
+                acked.released.remove(&id);
+            }
+            acked.last_flushed.clear();
             let lost_users: Vec<_> = acked.users.iter().filter(|u| !users.contains(u)).collect();
             assert!(
                 lost_users.is_empty(),
@@ -324,6 +361,14 @@ async fn kill_9_rounds(
             Some(live.len() as f64),
             "round {round}: sessions_live"
         );
+
+        // No pool holds more live sessions than seats.
+        for pool in app
+            .all(&format!("/v1/orgs/{}/pools", org.id), &org.owner_key)
+            .await
+        {
+            assert!(pool["live"].as_u64() <= pool["seats"].as_u64(), "{pool}");
+        }
 
         // The cap holds across the restart: the small pool is still full.
         let (status, body) = app.acquire(&org.owner_key, "kse", "d").await;

@@ -311,13 +311,17 @@ impl OrgState {
     /// acknowledged before its flush, so after a crash a lease's journaled expiry may be
     /// older than the one its holder was promised; this keeps that promise (a reclaim
     /// window, like NFSv4's grace period). A release lost the same way keeps its seat
-    /// busy for at most one more ttl. Recovery applies these without journaling them.
+    /// busy for at most one more ttl. A pool that expired renewed nothing after its
+    /// expiry, so its leases get one ttl from then at most. Recovery applies these
+    /// without journaling them, so every restart computes them anew from the journal.
     pub fn reclaim_window(&self, restart: Timestamp) -> Vec<Event> {
         self.leases
             .all()
             .values()
             .filter_map(|l| {
-                let floor = restart.plus_secs(l.ttl_seconds as u64).ceil_secs();
+                let pool_end = self.pools.get(&l.pool).and_then(|p| p.expires_at);
+                let from = pool_end.map_or(restart, |end| end.min(restart));
+                let floor = from.plus_secs(l.ttl_seconds as u64).ceil_secs();
                 (l.expires_at < floor).then(|| Event::LeaseRenewed {
                     id: l.id.clone(),
                     expires_at: floor,
