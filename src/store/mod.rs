@@ -25,7 +25,6 @@
 pub mod record;
 mod writer;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
@@ -338,55 +337,155 @@ fn spawn_encoder(
         .expect("spawn snapshot encoder");
 }
 
+/// One organization's records as read from disk, not yet decoded.
+struct OrgRecords {
+    org: OrgId,
+    snapshot: Option<(sled::IVec, sled::IVec)>,
+    journal: Vec<(u64, sled::IVec, sled::IVec)>,
+}
+
 /// Rebuilds every organization: its snapshot (if any), then its journal after it.
 /// Journal entries a snapshot superseded but that were not deleted yet (the server
 /// stopped first) are deleted here. A gap in an org's sequence after its snapshot means
 /// acknowledged events are gone: that refuses to start.
+///
+/// Both trees are sorted by org, so this thread reads one org's records at a time and
+/// hands them to decoding workers, one org each: decoding is most of a restart's work,
+/// and it spreads over the cores while reading stays in key order.
 fn recover(db: &sled::Db, trees: &Trees) -> Result<Vec<Recovered>, StoreError> {
-    let mut orgs: BTreeMap<OrgId, Recovered> = BTreeMap::new();
-    let mut stale = sled::Batch::default();
-    for item in trees.snapshots.iter() {
-        let (key, value) = item?;
-        let org = OrgId::new(String::from_utf8_lossy(&key).as_ref());
-        let record = decode_snapshot(&key, &value)?;
-        orgs.insert(
-            org,
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (recovered, stale) = std::thread::scope(|scope| {
+        let (sends, handles): (Vec<_>, Vec<_>) = (0..workers)
+            .map(|_| {
+                // Bounded, so reading runs only a little ahead of decoding.
+                let (tx, rx) = mpsc::sync_channel::<OrgRecords>(4);
+                let handle = scope.spawn(move || {
+                    let mut done = Vec::new();
+                    let mut stale = Vec::new();
+                    for records in rx {
+                        done.push(rebuild(records, &mut stale)?);
+                    }
+                    Ok::<_, StoreError>((done, stale))
+                });
+                (tx, handle)
+            })
+            .unzip();
+        let read = read_by_org(trees, |records, i| {
+            // A worker that failed has hung up; its error is reported below.
+            let _ = sends[i % workers].send(records);
+        });
+        drop(sends);
+        let mut recovered = Vec::new();
+        let mut stale = Vec::new();
+        for handle in handles {
+            let (done, keys) = handle.join().expect("recovery worker panicked")?;
+            recovered.extend(done);
+            stale.extend(keys);
+        }
+        read?;
+        Ok::<_, StoreError>((recovered, stale))
+    })?;
+    let mut batch = sled::Batch::default();
+    for key in stale {
+        batch.remove(key);
+    }
+    trees.journal.apply_batch(batch)?;
+    db.flush()?;
+    Ok(recovered)
+}
+
+/// Reads both trees in key order and calls `each` with every org's records, the
+/// `n`th org as `(records, n)`.
+fn read_by_org(trees: &Trees, mut each: impl FnMut(OrgRecords, usize)) -> Result<(), StoreError> {
+    let mut snapshots = trees.snapshots.iter().peekable();
+    let mut journal = trees.journal.iter().peekable();
+    let mut n = 0;
+    loop {
+        let next_snapshot = match snapshots.peek() {
+            Some(Ok((key, _))) => Some(key.to_vec()),
+            Some(Err(_)) => return Err(snapshots.next().expect("peeked").unwrap_err().into()),
+            None => None,
+        };
+        let next_journal = match journal.peek() {
+            Some(Ok((key, _))) => {
+                split_journal_key(key).map(|(org, _)| org.as_str().as_bytes().to_vec())
+            }
+            Some(Err(_)) => return Err(journal.next().expect("peeked").unwrap_err().into()),
+            None => None,
+        };
+        let org = match (next_snapshot, next_journal) {
+            (None, None) => return Ok(()),
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b).expect("one is some"),
+        };
+        let snapshot = match snapshots.peek() {
+            Some(Ok((key, _))) if key.as_ref() == org.as_slice() => {
+                Some(snapshots.next().expect("peeked")?)
+            }
+            _ => None,
+        };
+        let mut entries = Vec::new();
+        while let Some(Ok((key, _))) = journal.peek() {
+            match split_journal_key(key) {
+                Some((o, seq)) if o.as_str().as_bytes() == org.as_slice() => {
+                    let (key, value) = journal.next().expect("peeked")?;
+                    entries.push((seq, key, value));
+                }
+                Some(_) => break,
+                None => {
+                    journal.next();
+                }
+            }
+        }
+        let org = OrgId::new(String::from_utf8_lossy(&org).as_ref());
+        each(
+            OrgRecords {
+                org,
+                snapshot,
+                journal: entries,
+            },
+            n,
+        );
+        n += 1;
+    }
+}
+
+/// Decodes one org's snapshot and replays its journal after it; superseded entries go
+/// to `stale`.
+fn rebuild(records: OrgRecords, stale: &mut Vec<sled::IVec>) -> Result<Recovered, StoreError> {
+    let mut r = match records.snapshot {
+        Some((key, value)) => {
+            let record = decode_snapshot(&key, &value)?;
             Recovered {
                 state: OrgState::restore(record.state),
                 seq: record.seq,
                 journal_len: 0,
-            },
-        );
-    }
-    for item in trees.journal.iter() {
-        let (key, value) = item?;
-        let Some((org, seq)) = split_journal_key(&key) else {
-            continue;
-        };
-        let entry = orgs.entry(org.clone()).or_insert_with(|| Recovered {
-            state: OrgState::empty(org.clone()),
+            }
+        }
+        None => Recovered {
+            state: OrgState::empty(records.org.clone()),
             seq: 0,
             journal_len: 0,
-        });
-        if seq <= entry.seq {
-            stale.remove(key);
+        },
+    };
+    for (seq, key, value) in records.journal {
+        if seq <= r.seq {
+            stale.push(key);
             continue;
         }
-        if seq != entry.seq + 1 {
+        if seq != r.seq + 1 {
             return Err(StoreError::Gap {
-                org: org.to_string(),
-                expected: entry.seq + 1,
+                org: records.org.to_string(),
+                expected: r.seq + 1,
                 found: seq,
             });
         }
         let record = decode_record(&key, &value)?;
-        entry.state.apply(&record.event);
-        entry.seq = seq;
-        entry.journal_len += 1;
+        r.state.apply(&record.event);
+        r.seq = seq;
+        r.journal_len += 1;
     }
-    trees.journal.apply_batch(stale)?;
-    db.flush()?;
-    Ok(orgs.into_values().collect())
+    Ok(r)
 }
 
 #[cfg(test)]
