@@ -7,7 +7,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -51,12 +50,7 @@ async fn lease_tokens_are_valid_when_issued() {
     let app = spawn_app().await;
     let org = app.create_org("iat").await;
     app.floating_pool(&org, "kre", 100, 60).await;
-    let jwks: JwkSet = reqwest::get(format!("{}/.well-known/jwks.json", app.base))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks = app.jwks().await;
     let mut validation = Validation::new(Algorithm::EdDSA);
     validation.leeway = 0;
     validation.validate_nbf = true;

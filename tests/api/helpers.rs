@@ -182,6 +182,19 @@ impl TestApp {
         body["id"].as_str().unwrap().into()
     }
 
+    /// The public keys that verify the app's tokens.
+    pub async fn jwks(&self) -> jsonwebtoken::jwk::JwkSet {
+        let url = format!("{}/.well-known/jwks.json", self.base);
+        self.client
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// The address the app listens on, `host:port`.
     pub fn addr(&self) -> &str {
         self.base.trim_start_matches("http://")

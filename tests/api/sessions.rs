@@ -4,7 +4,6 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
-use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -249,12 +248,7 @@ async fn lease_tokens_verify_against_the_jwks() {
     let (_, lease) = app.acquire(&org.owner_key, "kre", "fp-1").await;
     let token = lease["token"].as_str().unwrap();
 
-    let jwks: JwkSet = reqwest::get(format!("{}/.well-known/jwks.json", app.base))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks = app.jwks().await;
     let kid = decode_header(token).unwrap().kid.expect("kid in header");
     let jwk = jwks.find(&kid).expect("kid in the JWKS");
     let mut validation = Validation::new(Algorithm::EdDSA);
