@@ -109,8 +109,7 @@ impl OrgActor {
             .snapshot_every
             .max(2 * self.state.size() as u64);
         if self.journal_len >= threshold {
-            let from = self.seq + 1 - self.journal_len;
-            self.store.snapshot(self.state.snapshot(), self.seq, from);
+            self.store.snapshot(self.state.snapshot(), self.seq);
             self.journal_len = 0;
         }
         self.seats_freed |= events.iter().any(|e| {

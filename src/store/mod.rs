@@ -1,8 +1,10 @@
 //! Durability: every organization's events in a sled journal, compacted by snapshots.
 //!
 //! Three trees, named after what they hold:
-//! - `journal`: `{org}\0{seq:be64}` → one [`record::Record`] (`{v, at, actor, event}`,
-//!   JSON), in order per org;
+//! - `journal`: `{org}\0{seq:be64}` → an entry of the org's records from event `seq`
+//!   on ([`record::Entry`]: each a [`record::Record`] `{v, at, actor, event}` in JSON):
+//!   the writer joins what one org journals in a round into one entry, so a round costs
+//!   sled one insert per org rather than one per event;
 //! - `snapshots`: `{org}` → a [`record::SnapshotRecord`] (`{v, seq, state}`): the state
 //!   after event `seq`;
 //! - `meta`: server metadata (the token signing key).
@@ -33,7 +35,7 @@ use thiserror::Error;
 use tokio::sync::oneshot;
 
 use crate::domain::{Actor, Event, OrgId, OrgState, Snapshot, Timestamp};
-use record::{decode_record, decode_snapshot, Record, SnapshotRecord, SNAPSHOT_VERSION};
+use record::{decode_entry, decode_snapshot, Entry, SnapshotRecord, SNAPSHOT_VERSION};
 pub use writer::Faults;
 use writer::Op;
 
@@ -71,6 +73,9 @@ pub enum StoreError {
          (no version in its records); start this version on an empty data directory"
     )]
     Legacy,
+    /// A journal entry that is not one this version wrote.
+    #[error("journal entry {key} is malformed")]
+    Malformed { key: String },
     /// Events are missing from an organization's journal.
     #[error(
         "the journal of {org} jumps from event {expected} to event {found}: events after its \
@@ -173,12 +178,12 @@ impl Store {
             journal: db.open_tree("journal")?,
             snapshots: db.open_tree("snapshots")?,
         };
-        let recovered = recover(&db, &trees)?;
+        let (recovered, entries) = recover(&db, &trees)?;
         let meta = db.open_tree("meta")?;
         let (tx, rx) = mpsc::channel();
         let (snapshots, pending) = mpsc::channel();
         spawn_encoder(pending, trees.snapshots, tx.clone(), faults.dead.clone());
-        let handle = writer::spawn(db, trees.journal, rx, faults);
+        let handle = writer::spawn(db, trees.journal, rx, entries, faults);
         let store = Store {
             meta,
             tx,
@@ -203,38 +208,34 @@ impl Store {
         if events.is_empty() {
             return Ack::done();
         }
-        let records = events
-            .iter()
-            .enumerate()
-            .map(|(i, e)| {
-                let bytes = serde_json::to_vec(&Record::new(at, actor, e))
-                    .expect("events always serialize");
-                (journal_key(org, first_seq + i as u64), bytes)
-            })
-            .collect();
+        let mut entry = Entry::new();
+        for e in events {
+            entry.push(at, actor, e);
+        }
+        let append = |done| Op::Append {
+            org: org.clone(),
+            first_seq,
+            count: events.len() as u64,
+            entry,
+            done,
+        };
         match durability {
-            Durability::Flushed => self.send(|done| Op::Append {
-                records,
-                done: Some(done),
-            }),
+            Durability::Flushed => self.send(|done| append(Some(done))),
             Durability::Journaled => {
                 // A send error means the writer has stopped; nothing waits for this one.
-                let _ = self.tx.send(Op::Append {
-                    records,
-                    done: None,
-                });
+                let _ = self.tx.send(append(None));
                 Ack::done()
             }
         }
     }
 
     /// Writes `snapshot` as the state after event `seq`, superseding the journal entries
-    /// `journal_from..=seq`. Encoding happens on the snapshot thread; the write is
+    /// that end at or before it. Encoding happens on the snapshot thread; the write is
     /// ordered after every append already sent, and nobody waits for it.
-    pub fn snapshot(&self, snapshot: Snapshot, seq: u64, journal_from: u64) {
+    pub fn snapshot(&self, snapshot: Snapshot, seq: u64) {
         let _ = self
             .snapshots
-            .send(Encode::Snapshot(Box::new(snapshot), seq, journal_from));
+            .send(Encode::Snapshot(Box::new(snapshot), seq));
     }
 
     /// Resolves once everything sent before it, snapshots included, is durable.
@@ -281,14 +282,14 @@ impl Store {
 
 /// Work for the snapshot thread.
 enum Encode {
-    /// A snapshot after event `seq` that supersedes the journal from the third field on.
-    Snapshot(Box<Snapshot>, u64, u64),
+    /// A snapshot after event `seq`.
+    Snapshot(Box<Snapshot>, u64),
     /// Passed on to the writer once the snapshots before it are.
     Barrier(oneshot::Sender<Result<(), StoreError>>),
 }
 
-/// Encodes and inserts snapshots one after another, then tells the writer which journal
-/// keys each supersedes. A snapshot may reach sled before the writer has written the
+/// Encodes and inserts snapshots one after another, then tells the writer, which knows
+/// the journal entries it wrote and which of them each snapshot supersedes. A snapshot may reach sled before the writer has written the
 /// entries it covers; recovery then takes the snapshot and drops those entries as stale
 /// (any that were acknowledged were flushed before their answer, so are there too). The
 /// superseded keys are deleted only after the writer's next flush, which makes this
@@ -305,7 +306,7 @@ fn spawn_encoder(
             for work in pending {
                 let op = match work {
                     Encode::Barrier(done) => Op::Barrier { done },
-                    Encode::Snapshot(snapshot, seq, from) => {
+                    Encode::Snapshot(snapshot, seq) => {
                         let record = SnapshotRecord {
                             v: SNAPSHOT_VERSION,
                             seq,
@@ -323,9 +324,8 @@ fn spawn_encoder(
                             continue;
                         }
                         Op::Snapshotted {
-                            superseded: (from..=seq)
-                                .map(|s| journal_key(&snapshot.id, s))
-                                .collect(),
+                            org: snapshot.id.clone(),
+                            seq,
                         }
                     }
                 };
@@ -341,8 +341,13 @@ fn spawn_encoder(
 struct OrgRecords {
     org: OrgId,
     snapshot: Option<(sled::IVec, sled::IVec)>,
+    /// Journal entries as `(first sequence number, key, value)`, in order.
     journal: Vec<(u64, sled::IVec, sled::IVec)>,
 }
+
+/// The journal entries each org has on disk after recovery, as `(first, last)` event
+/// sequence numbers: what the writer needs to know to delete them once superseded.
+pub(crate) type Entries = std::collections::HashMap<OrgId, std::collections::VecDeque<(u64, u64)>>;
 
 /// Rebuilds every organization: its snapshot (if any), then its journal after it.
 /// Journal entries a snapshot superseded but that were not deleted yet (the server
@@ -352,20 +357,26 @@ struct OrgRecords {
 /// Both trees are sorted by org, so this thread reads one org's records at a time and
 /// hands them to decoding workers, one org each: decoding is most of a restart's work,
 /// and it spreads over the cores while reading stays in key order.
-fn recover(db: &sled::Db, trees: &Trees) -> Result<Vec<Recovered>, StoreError> {
+fn recover(db: &sled::Db, trees: &Trees) -> Result<(Vec<Recovered>, Entries), StoreError> {
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let (recovered, stale) = std::thread::scope(|scope| {
+    let (recovered, entries, stale) = std::thread::scope(|scope| {
         let (sends, handles): (Vec<_>, Vec<_>) = (0..workers)
             .map(|_| {
                 // Bounded, so reading runs only a little ahead of decoding.
                 let (tx, rx) = mpsc::sync_channel::<OrgRecords>(4);
                 let handle = scope.spawn(move || {
                     let mut done = Vec::new();
+                    let mut entries = Entries::new();
                     let mut stale = Vec::new();
                     for records in rx {
-                        done.push(rebuild(records, &mut stale)?);
+                        let org = records.org.clone();
+                        let (r, kept) = rebuild(records, &mut stale)?;
+                        done.push(r);
+                        if !kept.is_empty() {
+                            entries.insert(org, kept);
+                        }
                     }
-                    Ok::<_, StoreError>((done, stale))
+                    Ok::<_, StoreError>((done, entries, stale))
                 });
                 (tx, handle)
             })
@@ -376,14 +387,16 @@ fn recover(db: &sled::Db, trees: &Trees) -> Result<Vec<Recovered>, StoreError> {
         });
         drop(sends);
         let mut recovered = Vec::new();
+        let mut entries = Entries::new();
         let mut stale = Vec::new();
         for handle in handles {
-            let (done, keys) = handle.join().expect("recovery worker panicked")?;
+            let (done, kept, keys) = handle.join().expect("recovery worker panicked")?;
             recovered.extend(done);
+            entries.extend(kept);
             stale.extend(keys);
         }
         read?;
-        Ok::<_, StoreError>((recovered, stale))
+        Ok::<_, StoreError>((recovered, entries, stale))
     })?;
     let mut batch = sled::Batch::default();
     for key in stale {
@@ -391,7 +404,7 @@ fn recover(db: &sled::Db, trees: &Trees) -> Result<Vec<Recovered>, StoreError> {
     }
     trees.journal.apply_batch(batch)?;
     db.flush()?;
-    Ok(recovered)
+    Ok((recovered, entries))
 }
 
 /// Reads both trees in key order and calls `each` with every org's records, the
@@ -450,9 +463,13 @@ fn read_by_org(trees: &Trees, mut each: impl FnMut(OrgRecords, usize)) -> Result
     }
 }
 
-/// Decodes one org's snapshot and replays its journal after it; superseded entries go
-/// to `stale`.
-fn rebuild(records: OrgRecords, stale: &mut Vec<sled::IVec>) -> Result<Recovered, StoreError> {
+/// Decodes one org's snapshot and replays its journal after it. Entries wholly
+/// superseded by the snapshot go to `stale`; the `(first, last)` of the others are
+/// answered beside the org.
+fn rebuild(
+    records: OrgRecords,
+    stale: &mut Vec<sled::IVec>,
+) -> Result<(Recovered, std::collections::VecDeque<(u64, u64)>), StoreError> {
     let mut r = match records.snapshot {
         Some((key, value)) => {
             let record = decode_snapshot(&key, &value)?;
@@ -468,24 +485,32 @@ fn rebuild(records: OrgRecords, stale: &mut Vec<sled::IVec>) -> Result<Recovered
             journal_len: 0,
         },
     };
-    for (seq, key, value) in records.journal {
-        if seq <= r.seq {
+    let mut kept = std::collections::VecDeque::new();
+    for (first, key, value) in records.journal {
+        let entry = decode_entry(&key, &value)?;
+        let last = first + entry.len() as u64 - 1;
+        if last <= r.seq {
             stale.push(key);
             continue;
         }
-        if seq != r.seq + 1 {
-            return Err(StoreError::Gap {
-                org: records.org.to_string(),
-                expected: r.seq + 1,
-                found: seq,
-            });
+        for (seq, record) in (first..).zip(entry) {
+            if seq <= r.seq {
+                continue;
+            }
+            if seq != r.seq + 1 {
+                return Err(StoreError::Gap {
+                    org: records.org.to_string(),
+                    expected: r.seq + 1,
+                    found: seq,
+                });
+            }
+            r.state.apply(&record.event);
+            r.seq = seq;
+            r.journal_len += 1;
         }
-        let record = decode_record(&key, &value)?;
-        r.state.apply(&record.event);
-        r.seq = seq;
-        r.journal_len += 1;
+        kept.push_back((first, last));
     }
-    Ok(r)
+    Ok((r, kept))
 }
 
 #[cfg(test)]

@@ -57,6 +57,84 @@ impl Record<Event> {
     }
 }
 
+/// The first byte of a journal entry holding one or more records (format 1): after it,
+/// each record as a little-endian `u32` length and its JSON. The writer joins the
+/// records one organization journals in a round into one entry, keyed by the first
+/// one's sequence number. An entry that starts with `{` is a single bare record, as
+/// written before entries joined records.
+pub const ENTRY_V1: u8 = 0xE1;
+
+/// A journal entry under construction: records appended one after another.
+#[derive(Debug)]
+pub struct Entry(Vec<u8>);
+
+impl Entry {
+    /// An entry with no records yet.
+    pub fn new() -> Entry {
+        Entry(vec![ENTRY_V1])
+    }
+
+    /// Appends the record of `event`, caused by `actor` at `at`.
+    pub fn push(&mut self, at: Timestamp, actor: &Actor, event: &Event) {
+        let start = self.0.len();
+        self.0.extend_from_slice(&[0; 4]);
+        serde_json::to_writer(&mut self.0, &Record::new(at, actor, event))
+            .expect("events always serialize");
+        let len = (self.0.len() - start - 4) as u32;
+        self.0[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    }
+
+    /// Appends the records of `other`, which follow this entry's in sequence.
+    pub fn join(&mut self, other: &Entry) {
+        self.0.extend_from_slice(&other.0[1..]);
+    }
+
+    /// The bytes to store.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.0
+    }
+}
+
+impl Default for Entry {
+    fn default() -> Self {
+        Entry::new()
+    }
+}
+
+/// Decodes a journal entry into its records, in sequence order.
+pub fn decode_entry(key: &[u8], bytes: &[u8]) -> Result<Vec<Record<Event>>, StoreError> {
+    let malformed = || StoreError::Malformed {
+        key: String::from_utf8_lossy(key).into_owned(),
+    };
+    match bytes.first() {
+        Some(b'{') => return Ok(vec![decode_record(key, bytes)?]),
+        Some(&ENTRY_V1) => {}
+        Some(&b) if b > ENTRY_V1 && b <= 0xEF => {
+            return Err(StoreError::Version {
+                what: "journal entry",
+                found: u32::from(b - 0xE0),
+                supported: 1,
+            })
+        }
+        _ => return Err(malformed()),
+    }
+    let mut rest = &bytes[1..];
+    let mut records = Vec::new();
+    while !rest.is_empty() {
+        let len = rest
+            .get(..4)
+            .map(|b| u32::from_le_bytes(b.try_into().expect("four bytes")) as usize)
+            .ok_or_else(malformed)?;
+        let record = rest.get(4..4 + len).ok_or_else(malformed)?;
+        records.push(decode_record(key, record)?);
+        rest = &rest[4 + len..];
+    }
+    if records.is_empty() {
+        return Err(malformed());
+    }
+    Ok(records)
+}
+
 /// A snapshot and the journal position it stands for: `{v, seq, state}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SnapshotRecord<S> {

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use super::record::{decode_record, Record};
 use super::*;
 use crate::domain::{
     Actor, ApiKey, Email, KeyId, Member, MemberId, Scope, SessionId, TenantRole, Timestamp,
@@ -60,9 +61,16 @@ fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
 /// directory's lock a moment after its last handle drops (a killed process has no such
 /// window), so this waits for the lock, boundedly.
 fn reopen(dir: &Path) -> Result<(Store, Vec<Recovered>), StoreError> {
+    retry_lock(|| Store::open(dir))
+}
+
+/// Calls `open` until it stops failing on sled's directory lock, boundedly.
+fn retry_lock<T, E: Into<StoreError>>(
+    mut open: impl FnMut() -> Result<T, E>,
+) -> Result<T, StoreError> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        match Store::open(dir) {
+        match open().map_err(Into::into) {
             Err(StoreError::Sled(sled::Error::Io(e)))
                 if e.to_string().contains("could not acquire lock")
                     && std::time::Instant::now() < deadline =>
@@ -95,11 +103,7 @@ fn write(dir: &Path, faults: Faults, events: &[Event], every: usize) -> usize {
             );
             since_snapshot += 1;
             if since_snapshot == every {
-                store.snapshot(
-                    replay(&events[..=i]).snapshot(),
-                    seq,
-                    seq + 1 - every as u64,
-                );
+                store.snapshot(replay(&events[..=i]).snapshot(), seq);
                 since_snapshot = 0;
             }
             if ack.durable().await.is_err() {
@@ -179,7 +183,7 @@ fn open_with_a_gap(last_kept: usize, snapshot: Option<u64>) -> StoreError {
                 .await
                 .unwrap();
             if let Some(seq) = snapshot {
-                store.snapshot(replay(&events[..seq as usize]).snapshot(), seq, 1);
+                store.snapshot(replay(&events[..seq as usize]).snapshot(), seq);
                 store.barrier().durable().await.unwrap();
             }
             let rest = &events[last_kept + 1..];
@@ -272,6 +276,105 @@ fn golden_records_of_this_version_still_decode() {
     assert!(restored
         .lease(SessionId::new("ses_golden").as_str())
         .is_none());
+}
+
+/// An entry that a snapshot cuts through the middle of (the writer joined events 1-6,
+/// the snapshot came after event 4): recovery replays only what follows the snapshot,
+/// keeps the entry, and the writer deletes it once a later snapshot covers all of it.
+#[test]
+fn an_entry_a_snapshot_cuts_through_is_replayed_from_the_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let org = OrgId::new("org_t");
+    let events = history(6);
+    {
+        let db = sled::open(dir.path().join("store")).unwrap();
+        let mut entry = Entry::new();
+        for e in &events[..6] {
+            entry.push(Timestamp(2), &Actor::System, e);
+        }
+        db.open_tree("journal")
+            .unwrap()
+            .insert(journal_key(&org, 1), entry.into_bytes())
+            .unwrap();
+        let snapshot = SnapshotRecord {
+            v: SNAPSHOT_VERSION,
+            seq: 4,
+            state: replay(&events[..4]).snapshot(),
+        };
+        db.open_tree("snapshots")
+            .unwrap()
+            .insert(org.as_str(), serde_json::to_vec(&snapshot).unwrap())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let (store, recovered) = reopen(dir.path()).unwrap();
+    assert_eq!((recovered[0].seq, recovered[0].journal_len), (6, 2));
+    assert_eq!(image(&recovered[0].state), image(&replay(&events[..6])));
+    block_on(async {
+        let by = &Actor::System;
+        let rest = &events[6..];
+        store
+            .append(&org, 7, Timestamp(2), by, rest, Durability::Flushed)
+            .durable()
+            .await
+            .unwrap();
+        store.snapshot(replay(&events).snapshot(), events.len() as u64);
+        // The first barrier's flush makes the snapshot durable; the entries it
+        // supersedes are deleted in a round after it.
+        store.barrier().durable().await.unwrap();
+        store.barrier().durable().await.unwrap();
+        store.close().await.unwrap();
+    });
+    drop(store);
+    let journal_keys = retry_lock(|| sled::open(dir.path().join("store")))
+        .unwrap()
+        .open_tree("journal")
+        .unwrap()
+        .len();
+    assert_eq!(journal_keys, 0, "the writer deleted the superseded entries");
+    let (_store, recovered) = reopen(dir.path()).unwrap();
+    assert_eq!(
+        (recovered[0].seq, recovered[0].journal_len),
+        (events.len() as u64, 0)
+    );
+    assert_eq!(image(&recovered[0].state), image(&replay(&events)));
+}
+
+/// A journal entry of this format version: the first three golden records, joined as
+/// the writer joins one org's records of a round (hex, as written to disk).
+const GOLDEN_ENTRY: &str = include_str!("../../tests/golden/journal_entry_v1.hex");
+
+#[test]
+fn golden_entries_of_this_version_still_decode() {
+    let bytes = hex::decode(GOLDEN_ENTRY.trim()).unwrap();
+    let records = decode_entry(b"golden", &bytes).unwrap();
+    let lines: Vec<&str> = GOLDEN_JOURNAL.lines().take(3).collect();
+    assert_eq!(records.len(), lines.len());
+    let mut first = Entry::new();
+    let mut rest = Entry::new();
+    for (i, (record, line)) in records.iter().zip(&lines).enumerate() {
+        assert_eq!(record, &decode_record(b"golden", line.as_bytes()).unwrap());
+        let into = if i == 0 { &mut first } else { &mut rest };
+        into.push(record.at, &record.actor(), &record.event);
+    }
+    first.join(&rest);
+    assert_eq!(
+        first.into_bytes(),
+        bytes,
+        "this version writes the same bytes"
+    );
+    // A bare record, as written before entries joined records, is an entry of one.
+    assert_eq!(
+        decode_entry(b"golden", lines[0].as_bytes()).unwrap(),
+        records[..1]
+    );
+    for bad in [
+        &bytes[..bytes.len() - 1],
+        &bytes[..1],
+        &[0xE2, 0, 0, 0, 0][..],
+    ] {
+        assert!(decode_entry(b"golden", bad).is_err());
+    }
 }
 
 /// A heartbeat is acknowledged before its flush. The writer dies right before writing

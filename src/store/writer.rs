@@ -8,7 +8,7 @@
 //! atomic, not two batches together, so deleting them in the snapshot's own round could
 //! leave the deletions on disk without the snapshot after a `kill -9`.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -17,12 +17,14 @@ use std::time::Instant;
 
 use tokio::sync::oneshot;
 
-use super::StoreError;
+use super::record::Entry;
+use super::{journal_key, Entries, StoreError};
+use crate::domain::OrgId;
 use crate::telemetry::metric;
 
 /// Batches larger than this are split, so one huge burst does not delay every ack.
 const MAX_BATCH_OPS: usize = 4096;
-/// Superseded journal entries deleted per batch beyond one per appended entry. Deleting
+/// Superseded journal entries deleted per batch beyond one per entry written. Deleting
 /// at the pace of appending keeps the journal's size bounded without ever making a
 /// batch (and the callers waiting on it) pay for a whole compaction at once.
 const EXTRA_GARBAGE_PER_BATCH: usize = 8;
@@ -42,16 +44,21 @@ pub struct Faults {
 
 /// A request to the writer.
 pub(super) enum Op {
-    /// Records to journal; `done` is answered after the flush, if anyone waits.
+    /// `count` records of `org` from event `first_seq` on; `done` is answered after
+    /// the flush, if anyone waits.
     Append {
-        records: Vec<(Vec<u8>, Vec<u8>)>,
+        org: OrgId,
+        first_seq: u64,
+        count: u64,
+        entry: Entry,
         done: Option<Done>,
     },
-    /// A snapshot was inserted (by the snapshot thread, before sending this): the
-    /// journal keys it supersedes become deletable after this round's flush, which
-    /// makes the snapshot durable too.
+    /// A snapshot of `org` after event `seq` was inserted (by the snapshot thread,
+    /// before sending this): the journal entries it supersedes become deletable after
+    /// this round's flush, which makes the snapshot durable too.
     Snapshotted {
-        superseded: Vec<Vec<u8>>,
+        org: OrgId,
+        seq: u64,
     },
     Barrier {
         done: Done,
@@ -63,15 +70,32 @@ pub(super) fn spawn(
     db: sled::Db,
     journal: sled::Tree,
     rx: mpsc::Receiver<Op>,
+    entries: Entries,
     faults: Faults,
 ) -> JoinHandle<()> {
     std::thread::Builder::new()
         .name("store-writer".into())
-        .spawn(move || run(db, journal, rx, faults))
+        .spawn(move || run(db, journal, rx, entries, faults))
         .expect("spawn store writer")
 }
 
-fn run(db: sled::Db, journal: sled::Tree, rx: mpsc::Receiver<Op>, faults: Faults) {
+/// One org's records of a round, joined into one journal entry.
+struct Group {
+    org: OrgId,
+    first: u64,
+    count: u64,
+    entry: Entry,
+}
+
+/// `entries`: the journal entries on disk that no snapshot has superseded yet, per org,
+/// as `(first, last)` sequence numbers.
+fn run(
+    db: sled::Db,
+    journal: sled::Tree,
+    rx: mpsc::Receiver<Op>,
+    mut entries: Entries,
+    faults: Faults,
+) {
     // Superseded journal keys whose snapshot is durable: safe to delete.
     let mut garbage: VecDeque<Vec<u8>> = VecDeque::new();
     let mut writes = 0usize;
@@ -82,24 +106,42 @@ fn run(db: sled::Db, journal: sled::Tree, rx: mpsc::Receiver<Op>, faults: Faults
     };
     while let Ok(first) = rx.recv() {
         let mut batch = sled::Batch::default();
-        // Superseded by a snapshot of this round: deletable after this round's flush.
-        let mut superseded_now: Vec<Vec<u8>> = Vec::new();
+        let mut groups: Vec<Group> = Vec::new();
+        let mut group_of: HashMap<OrgId, usize> = HashMap::new();
+        let mut snapshotted: Vec<(OrgId, u64)> = Vec::new();
         let mut waiting: Vec<Done> = Vec::new();
         let mut stop = false;
-        let mut appended = 0;
         let mut ops = 0;
         let mut next = Some(first);
         while let Some(op) = next {
             ops += 1;
             match op {
-                Op::Append { records, done } => {
-                    appended += records.len();
-                    for (k, v) in records {
-                        batch.insert(k, v);
-                    }
+                Op::Append {
+                    org,
+                    first_seq,
+                    count,
+                    entry,
+                    done,
+                } => {
                     waiting.extend(done);
+                    // An org's appends arrive in sequence order, so they extend its group.
+                    match group_of.get(&org).map(|&i| &mut groups[i]) {
+                        Some(g) if g.first + g.count == first_seq => {
+                            g.count += count;
+                            g.entry.join(&entry);
+                        }
+                        _ => {
+                            group_of.insert(org.clone(), groups.len());
+                            groups.push(Group {
+                                org,
+                                first: first_seq,
+                                count,
+                                entry,
+                            });
+                        }
+                    }
                 }
-                Op::Snapshotted { superseded } => superseded_now.extend(superseded),
+                Op::Snapshotted { org, seq } => snapshotted.push((org, seq)),
                 Op::Barrier { done } => waiting.push(done),
                 Op::Stop => stop = true,
             }
@@ -109,7 +151,27 @@ fn run(db: sled::Db, journal: sled::Tree, rx: mpsc::Receiver<Op>, faults: Faults
                 None
             };
         }
-        let n = garbage.len().min(appended + EXTRA_GARBAGE_PER_BATCH);
+        let written = groups.len();
+        for g in groups {
+            batch.insert(journal_key(&g.org, g.first), g.entry.into_bytes());
+            let last = g.first + g.count - 1;
+            entries.entry(g.org).or_default().push_back((g.first, last));
+        }
+        // Superseded by a snapshot of this round: deletable after this round's flush.
+        // Every append a snapshot covers was sent before it, so is in `entries` now.
+        let mut superseded_now: Vec<Vec<u8>> = Vec::new();
+        for (org, seq) in snapshotted {
+            if let Some(held) = entries.get_mut(&org) {
+                while let Some(&(first, _)) = held.front().filter(|(_, last)| *last <= seq) {
+                    held.pop_front();
+                    superseded_now.push(journal_key(&org, first));
+                }
+                if held.is_empty() {
+                    entries.remove(&org);
+                }
+            }
+        }
+        let n = garbage.len().min(written + EXTRA_GARBAGE_PER_BATCH);
         for key in garbage.drain(..n) {
             batch.remove(key);
         }
