@@ -63,7 +63,7 @@ pub enum Event {
     PoolDeleted {
         id: PoolId,
     },
-    LeaseGranted(Lease),
+    LeaseGranted(std::sync::Arc<Lease>),
     LeaseRenewed {
         id: SessionId,
         expires_at: Timestamp,

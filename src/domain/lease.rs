@@ -1,6 +1,7 @@
 //! Leases (sessions) on floating pools, indexed by id, by holder and by deadline.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -18,14 +19,16 @@ pub struct Lease {
     pub member: MemberId,
     /// The key it was taken with; revoking that key ends the lease.
     pub key: KeyId,
-    pub product: String,
+    /// Shared with its pool's product: a million leases hold a few product names.
+    pub product: Arc<str>,
     pub pool: PoolId,
-    pub fingerprint: Option<String>,
+    pub fingerprint: Option<Arc<str>>,
     pub ttl_seconds: u32,
     pub acquired_at: Timestamp,
     pub expires_at: Timestamp,
+    /// Boxed: most leases have none, and the field stays one pointer wide.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub meta: Option<serde_json::Value>,
+    pub meta: Option<Box<serde_json::Value>>,
 }
 
 impl Lease {
@@ -81,8 +84,9 @@ pub fn check_meta(meta: &serde_json::Value) -> Result<(), DomainError> {
     Ok(())
 }
 
-/// The identity that makes acquire idempotent: one live lease per machine.
-type Holder = (MemberId, String, String);
+/// The identity that makes acquire idempotent: one live lease per machine. Its parts
+/// are the lease's own shared strings, so indexing a lease allocates nothing.
+type Holder = (MemberId, Arc<str>, Arc<str>);
 
 /// Every live lease of an organization with the indexes the rules need.
 ///
@@ -92,8 +96,10 @@ type Holder = (MemberId, String, String);
 #[derive(Debug, Default, Clone)]
 pub struct Leases {
     /// A persistent map: a snapshot clones it in O(1) and walks it on another thread
-    /// while the org goes on changing its own copy.
-    by_id: imbl::OrdMap<SessionId, Lease>,
+    /// while the org goes on changing its own copy. Leases sit behind `Arc` so the
+    /// map's nodes stay small (they are copied on write) and a grant shares its lease
+    /// with its event and its answer.
+    by_id: imbl::OrdMap<SessionId, Arc<Lease>>,
     by_holder: HashMap<Holder, SessionId>,
     deadlines: HashMap<PoolId, BTreeSet<(Timestamp, SessionId)>>,
 }
@@ -101,11 +107,11 @@ pub struct Leases {
 impl Leases {
     /// The lease with this id, if live.
     pub fn get(&self, id: &str) -> Option<&Lease> {
-        self.by_id.get(id)
+        self.by_id.get(id).map(|l| &**l)
     }
 
     /// All live leases in id order.
-    pub fn all(&self) -> &imbl::OrdMap<SessionId, Lease> {
+    pub fn all(&self) -> &imbl::OrdMap<SessionId, Arc<Lease>> {
         &self.by_id
     }
 
@@ -121,8 +127,10 @@ impl Leases {
 
     /// The live lease of this machine, if any.
     pub fn held_by(&self, member: &MemberId, product: &str, fingerprint: &str) -> Option<&Lease> {
-        let key = (member.clone(), product.to_owned(), fingerprint.to_owned());
-        self.by_holder.get(&key).and_then(|id| self.by_id.get(id))
+        let key = (member.clone(), Arc::from(product), Arc::from(fingerprint));
+        self.by_holder
+            .get(&key)
+            .and_then(|id| self.get(id.as_str()))
     }
 
     /// Live leases on `pool`.
@@ -171,7 +179,7 @@ impl Leases {
             .collect()
     }
 
-    pub(super) fn insert(&mut self, lease: Lease) {
+    pub(super) fn insert(&mut self, lease: Arc<Lease>) {
         if let Some(fp) = &lease.fingerprint {
             let key = (lease.member.clone(), lease.product.clone(), fp.clone());
             self.by_holder.insert(key, lease.id.clone());
@@ -187,6 +195,8 @@ impl Leases {
         let Some(lease) = self.by_id.get_mut(id) else {
             return;
         };
+        // Copies the lease only while a snapshot or an answer still holds it.
+        let lease = Arc::make_mut(lease);
         if let Some(set) = self.deadlines.get_mut(&lease.pool) {
             set.remove(&(lease.expires_at, id.clone()));
             set.insert((expires_at, id.clone()));
@@ -194,7 +204,7 @@ impl Leases {
         lease.expires_at = expires_at;
     }
 
-    pub(super) fn remove(&mut self, id: &SessionId) -> Option<Lease> {
+    pub(super) fn remove(&mut self, id: &SessionId) -> Option<Arc<Lease>> {
         let lease = self.by_id.remove(id)?;
         if let Some(fp) = &lease.fingerprint {
             let key = (lease.member.clone(), lease.product.clone(), fp.clone());

@@ -34,7 +34,8 @@ pub const MAX_SEATS: u32 = 100_000_000;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pool {
     pub id: PoolId,
-    pub product: String,
+    /// Shared by every lease of the pool.
+    pub product: std::sync::Arc<str>,
     pub kind: PoolKind,
     pub seats: u32,
     pub source: PoolSource,

@@ -159,8 +159,8 @@ fn views(s: &OrgState, now: Timestamp) -> (Vec<(String, u32)>, Option<Timestamp>
             let req = AcquireRequest {
                 member: l.member.clone(),
                 key: l.key.clone(),
-                product: l.product.clone(),
-                fingerprint: l.fingerprint.clone(),
+                product: l.product.to_string(),
+                fingerprint: l.fingerprint.as_deref().map(str::to_owned),
                 ttl_seconds: None,
                 meta: None,
             };
@@ -193,7 +193,7 @@ proptest! {
                     let held = fp.as_ref().and_then(|f| {
                         live_ids(&state).into_iter().find(|id| {
                             let l = state.lease(id.as_str()).unwrap();
-                            l.member == req.member && l.fingerprint.as_ref() == Some(f) && l.expires_at > now
+                            l.member == req.member && l.fingerprint.as_deref() == Some(f.as_str()) && l.expires_at > now
                         })
                     });
                     next_id += 1;
@@ -692,4 +692,35 @@ fn the_reclaim_window_ends_with_the_pool() {
         state.apply(e);
     }
     assert_eq!(state.lease("ses_t").unwrap().expires_at, Timestamp(15_000));
+}
+
+/// A lease rebuilt from disk shares its member, key, pool and product strings with its
+/// org, as a lease granted live does: a million leases must not each carry copies.
+#[test]
+fn leases_share_the_orgs_strings_also_after_a_restore() {
+    let (mut state, mut journal) = org(&[5]);
+    let id = SessionId::new("ses_1");
+    let req = request(0, Some("fp"));
+    run(&mut state, &mut journal, |s| {
+        s.acquire(&req, id.clone(), Timestamp(1))
+    })
+    .unwrap();
+    let json = serde_json::to_vec(&state.snapshot()).unwrap();
+    let restored = OrgState::restore(serde_json::from_slice(&json).unwrap());
+    let mut replayed = OrgState::empty(OrgId::new("org_t"));
+    let json = serde_json::to_vec(&journal).unwrap();
+    for e in serde_json::from_slice::<Vec<Event>>(&json).unwrap() {
+        replayed.apply(&e);
+    }
+    let owner = MemberId::new(OWNER);
+    for s in [&state, &restored, &replayed] {
+        let lease = s.lease(id.as_str()).unwrap();
+        let member = s.member(&owner, "usr_m0").unwrap();
+        let key = s.keys().find(|k| k.id == lease.key).unwrap();
+        let pool = s.pool(&owner, "pool_0").unwrap();
+        assert!(lease.member.same(&member.id));
+        assert!(lease.key.same(&key.id));
+        assert!(lease.pool.same(&pool.id));
+        assert!(std::sync::Arc::ptr_eq(&lease.product, &pool.product));
+    }
 }

@@ -59,7 +59,7 @@ impl PoolView {
         } = status;
         PoolView {
             id: p.id.to_string(),
-            product: p.product,
+            product: p.product.to_string(),
             kind: p.kind,
             seats: p.seats,
             live,

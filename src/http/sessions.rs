@@ -44,12 +44,12 @@ struct Renewed<'a> {
 pub struct SessionView {
     id: String,
     user: String,
-    product: String,
+    product: std::sync::Arc<str>,
     pool: String,
-    fingerprint: Option<String>,
+    fingerprint: Option<std::sync::Arc<str>>,
     acquired_at: String,
     expires_at: String,
-    meta: Option<serde_json::Value>,
+    meta: Option<Box<serde_json::Value>>,
 }
 
 impl From<Lease> for SessionView {

@@ -39,6 +39,10 @@ use record::{decode_entry, decode_snapshot, Entry, SnapshotRecord, SNAPSHOT_VERS
 pub use writer::Faults;
 use writer::Op;
 
+/// sled's page cache. The actors hold all live state and the store is read only at
+/// start, so a large cache buys little and is resident memory beside the leases.
+const CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
 /// The trees the writer and recovery use.
 struct Trees {
     journal: sled::Tree,
@@ -172,7 +176,7 @@ impl Store {
             .path(dir.join("store"))
             // Durability comes from the writer's explicit flush before each acknowledgement.
             .flush_every_ms(None)
-            .cache_capacity(256 * 1024 * 1024)
+            .cache_capacity(CACHE_BYTES)
             .open()?;
         let trees = Trees {
             journal: db.open_tree("journal")?,

@@ -15,6 +15,7 @@ mod pools;
 mod sessions;
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -92,12 +93,12 @@ pub struct Snapshot {
 /// The live leases of a snapshot: the org's own persistent map, cloned in O(1) (taking
 /// a snapshot never copies the leases on the actor's thread), written as a list.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct LeaseSet(imbl::OrdMap<SessionId, Lease>);
+pub struct LeaseSet(imbl::OrdMap<SessionId, Arc<Lease>>);
 
 impl LeaseSet {
     /// The leases in id order.
     pub fn iter(&self) -> impl Iterator<Item = &Lease> {
-        self.0.values()
+        self.0.values().map(|l| &**l)
     }
 }
 
@@ -111,7 +112,10 @@ impl<'de> Deserialize<'de> for LeaseSet {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let leases = Vec::<Lease>::deserialize(d)?;
         Ok(LeaseSet(
-            leases.into_iter().map(|l| (l.id.clone(), l)).collect(),
+            leases
+                .into_iter()
+                .map(|l| (l.id.clone(), Arc::new(l)))
+                .collect(),
         ))
     }
 }
@@ -162,7 +166,7 @@ impl OrgState {
         let events = (s.members.into_iter().map(Event::MemberAdded))
             .chain(s.keys.into_iter().map(Event::KeyCreated))
             .chain(s.pools.into_iter().map(Event::PoolCreated))
-            .chain(s.leases.iter().cloned().map(Event::LeaseGranted));
+            .chain(s.leases.0.into_iter().map(|(_, l)| Event::LeaseGranted(l)));
         for e in events {
             state.apply(&e);
         }
@@ -207,12 +211,43 @@ impl OrgState {
             Event::PoolDeleted { id } => {
                 self.pools.remove(id);
             }
-            Event::LeaseGranted(l) => self.leases.insert(l.clone()),
+            Event::LeaseGranted(l) => self.leases.insert(self.shared(l)),
             Event::LeaseRenewed { id, expires_at } => self.leases.renew(id, *expires_at),
             Event::LeaseEnded { id, .. } => {
                 self.leases.remove(id);
             }
         }
+    }
+
+    /// `lease` with the member, key, pool and product strings this org already holds,
+    /// so a lease decoded from disk costs no more memory than one granted live (whose
+    /// fields the grant took from here). Answers `lease` itself when it shares them.
+    fn shared(&self, lease: &Arc<Lease>) -> Arc<Lease> {
+        let member = self.members.get_key_value(&lease.member).map(|(id, _)| id);
+        let key = self.keys.get_key_value(&lease.key).map(|(id, _)| id);
+        let pool = self.pools.get_key_value(&lease.pool);
+        let same = member.is_none_or(|m| m.same(&lease.member))
+            && key.is_none_or(|k| k.same(&lease.key))
+            && pool.is_none_or(|(id, p)| {
+                id.same(&lease.pool) && Arc::ptr_eq(&p.product, &lease.product)
+            });
+        if same {
+            return lease.clone();
+        }
+        let mut l = Lease::clone(lease);
+        if let Some(m) = member {
+            l.member = m.clone();
+        }
+        if let Some(k) = key {
+            l.key = k.clone();
+        }
+        if let Some((id, p)) = pool {
+            l.pool = id.clone();
+            if *p.product == *l.product {
+                l.product = p.product.clone();
+            }
+        }
+        Arc::new(l)
     }
 
     /// Applies a decided command's events and answers its value.

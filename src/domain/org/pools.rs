@@ -90,7 +90,7 @@ impl OrgState {
         includes.dedup();
         let pool = Pool {
             id,
-            product: spec.product,
+            product: spec.product.into(),
             kind: spec.kind,
             seats,
             source: spec.source,

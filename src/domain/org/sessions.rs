@@ -5,6 +5,8 @@
 //! time or entitlement fits none of them). So one waiter that no pool can serve never
 //! holds the others, or the newcomers, off seats it cannot use.
 
+use std::sync::Arc;
+
 use super::{Action, Applied, OrgState};
 use crate::domain::event::EndReason;
 use crate::domain::page::{self, page_of, Page};
@@ -17,7 +19,7 @@ use crate::domain::{
 /// A granted seat: the lease, and whether it is new (201) or the machine's live one (200).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Acquired {
-    pub lease: Lease,
+    pub lease: Arc<Lease>,
     pub fresh: bool,
 }
 
@@ -43,7 +45,7 @@ impl OrgState {
             self.leases.all().range::<_, str>(page::after(after)),
             limit,
             |_| true,
-            Lease::clone,
+            |l| Lease::clone(l),
         ))
     }
 
@@ -87,6 +89,7 @@ impl OrgState {
             if self.renewable(held, now).is_ok() {
                 let mut lease = held.clone();
                 lease.expires_at = now.plus_secs(lease.ttl_seconds as u64).ceil_secs();
+                let lease = Arc::new(lease);
                 let event = Event::LeaseRenewed {
                     id: lease.id.clone(),
                     expires_at: lease.expires_at,
@@ -114,18 +117,21 @@ impl OrgState {
             return Err(self.cap_reached(&req.member, &req.product, now));
         };
         let ttl_seconds = req.ttl_seconds.unwrap_or(pool.ttl_seconds);
-        let lease = Lease {
+        // The strings the org already holds, shared rather than copied (see `shared`).
+        let member = self.members.get_key_value(&req.member).map(|(id, _)| id);
+        let key = self.keys.get_key_value(&req.key).map(|(id, _)| id);
+        let lease = Arc::new(Lease {
             id,
-            member: req.member.clone(),
-            key: req.key.clone(),
-            product: req.product.clone(),
+            member: member.unwrap_or(&req.member).clone(),
+            key: key.unwrap_or(&req.key).clone(),
+            product: pool.product.clone(),
             pool: pool.id.clone(),
-            fingerprint: req.fingerprint.clone(),
+            fingerprint: req.fingerprint.as_deref().map(Arc::from),
             ttl_seconds,
             acquired_at: now,
             expires_at: now.plus_secs(ttl_seconds as u64).ceil_secs(),
-            meta: req.meta.clone(),
-        };
+            meta: req.meta.clone().map(Box::new),
+        });
         events.push(Event::LeaseGranted(lease.clone()));
         Ok(Applied {
             value: Acquired { lease, fresh: true },
@@ -152,7 +158,7 @@ impl OrgState {
             && pool.is_some_and(|p| p.entitles(&lease.member));
         if !entitled {
             return Err(DomainError::NotEntitled {
-                product: lease.product.clone(),
+                product: lease.product.to_string(),
             });
         }
         Ok(())
@@ -200,7 +206,7 @@ impl OrgState {
         now: Timestamp,
     ) -> impl Iterator<Item = &'a Pool> + 'a {
         self.pools.values().filter(move |p| {
-            p.kind == PoolKind::Floating && p.product == product && p.is_active(now)
+            p.kind == PoolKind::Floating && *p.product == *product && p.is_active(now)
         })
     }
 
