@@ -35,7 +35,9 @@ use thiserror::Error;
 use tokio::sync::oneshot;
 
 use crate::domain::{Actor, Event, OrgId, OrgState, Snapshot, Timestamp};
-use record::{decode_entry, decode_snapshot, Entry, SnapshotRecord, SNAPSHOT_VERSION};
+use record::{
+    decode_record, decode_snapshot, split_entry, Entry, SnapshotRecord, SNAPSHOT_VERSION,
+};
 pub use writer::Faults;
 use writer::Op;
 
@@ -491,13 +493,13 @@ fn rebuild(
     };
     let mut kept = std::collections::VecDeque::new();
     for (first, key, value) in records.journal {
-        let entry = decode_entry(&key, &value)?;
+        let entry = split_entry(&key, &value)?;
         let last = first + entry.len() as u64 - 1;
         if last <= r.seq {
             stale.push(key);
             continue;
         }
-        for (seq, record) in (first..).zip(entry) {
+        for (seq, bytes) in (first..).zip(entry) {
             if seq <= r.seq {
                 continue;
             }
@@ -508,7 +510,7 @@ fn rebuild(
                     found: seq,
                 });
             }
-            r.state.apply(&record.event);
+            r.state.apply(&decode_record(&key, bytes)?.event);
             r.seq = seq;
             r.journal_len += 1;
         }

@@ -103,11 +103,20 @@ impl Default for Entry {
 
 /// Decodes a journal entry into its records, in sequence order.
 pub fn decode_entry(key: &[u8], bytes: &[u8]) -> Result<Vec<Record<Event>>, StoreError> {
+    split_entry(key, bytes)?
+        .into_iter()
+        .map(|record| decode_record(key, record))
+        .collect()
+}
+
+/// Splits a journal entry into its records' encoded bytes, in sequence order, without
+/// decoding them: recovery decodes only the records after its snapshot.
+pub fn split_entry<'a>(key: &[u8], bytes: &'a [u8]) -> Result<Vec<&'a [u8]>, StoreError> {
     let malformed = || StoreError::Malformed {
         key: String::from_utf8_lossy(key).into_owned(),
     };
     match bytes.first() {
-        Some(b'{') => return Ok(vec![decode_record(key, bytes)?]),
+        Some(b'{') => return Ok(vec![bytes]),
         Some(&ENTRY_V1) => {}
         Some(&b) if b > ENTRY_V1 && b <= 0xEF => {
             return Err(StoreError::Version {
@@ -125,8 +134,7 @@ pub fn decode_entry(key: &[u8], bytes: &[u8]) -> Result<Vec<Record<Event>>, Stor
             .get(..4)
             .map(|b| u32::from_le_bytes(b.try_into().expect("four bytes")) as usize)
             .ok_or_else(malformed)?;
-        let record = rest.get(4..4 + len).ok_or_else(malformed)?;
-        records.push(decode_record(key, record)?);
+        records.push(rest.get(4..4 + len).ok_or_else(malformed)?);
         rest = &rest[4 + len..];
     }
     if records.is_empty() {

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::record::{decode_record, Record};
+use super::record::{decode_entry, Record};
 use super::*;
 use crate::domain::{
     Actor, ApiKey, Email, KeyId, Member, MemberId, Scope, SessionId, TenantRole, Timestamp,

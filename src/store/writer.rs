@@ -124,13 +124,15 @@ fn run(
                     done,
                 } => {
                     waiting.extend(done);
-                    // An org's appends arrive in sequence order, so they extend its group.
+                    // An org's appends arrive in sequence order (one actor per org, its
+                    // sequence only rising), so they extend its group.
                     match group_of.get(&org).map(|&i| &mut groups[i]) {
                         Some(g) if g.first + g.count == first_seq => {
                             g.count += count;
                             g.entry.join(&entry);
                         }
-                        _ => {
+                        found => {
+                            debug_assert!(found.is_none(), "{org}: appends out of sequence");
                             group_of.insert(org.clone(), groups.len());
                             groups.push(Group {
                                 org,

@@ -120,12 +120,16 @@ impl OrgState {
         // The strings the org already holds, shared rather than copied (see `shared`).
         let member = self.members.get_key_value(&req.member).map(|(id, _)| id);
         let key = self.keys.get_key_value(&req.key).map(|(id, _)| id);
+        let pool_id = self
+            .pools
+            .get_key_value(&pool.id)
+            .map_or(&pool.id, |(id, _)| id);
         let lease = Arc::new(Lease {
             id,
             member: member.unwrap_or(&req.member).clone(),
             key: key.unwrap_or(&req.key).clone(),
             product: pool.product.clone(),
-            pool: pool.id.clone(),
+            pool: pool_id.clone(),
             fingerprint: req.fingerprint.as_deref().map(Arc::from),
             ttl_seconds,
             acquired_at: now,
