@@ -27,6 +27,7 @@
 pub mod record;
 mod writer;
 
+use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
@@ -295,11 +296,12 @@ enum Encode {
 }
 
 /// Encodes and inserts snapshots one after another, then tells the writer, which knows
-/// the journal entries it wrote and which of them each snapshot supersedes. A snapshot may reach sled before the writer has written the
-/// entries it covers; recovery then takes the snapshot and drops those entries as stale
-/// (any that were acknowledged were flushed before their answer, so are there too). The
-/// superseded keys are deleted only after the writer's next flush, which makes this
-/// insert durable first: sled's flush covers every write made before it.
+/// the journal entries it wrote and which of them each snapshot supersedes. A snapshot
+/// may reach sled before the writer has written the entries it covers; recovery then
+/// takes the snapshot and drops those entries as stale (any that were acknowledged were
+/// flushed before their answer, so are there too). The superseded keys are deleted only
+/// after the writer's next flush, which makes this insert durable first: sled's flush
+/// covers every write made before it.
 fn spawn_encoder(
     pending: mpsc::Receiver<Encode>,
     tree: sled::Tree,
@@ -353,7 +355,7 @@ struct OrgRecords {
 
 /// The journal entries each org has on disk after recovery, as `(first, last)` event
 /// sequence numbers: what the writer needs to know to delete them once superseded.
-pub(crate) type Entries = std::collections::HashMap<OrgId, std::collections::VecDeque<(u64, u64)>>;
+pub(crate) type Entries = HashMap<OrgId, VecDeque<(u64, u64)>>;
 
 /// Rebuilds every organization: its snapshot (if any), then its journal after it.
 /// Journal entries a snapshot superseded but that were not deleted yet (the server
@@ -475,7 +477,7 @@ fn read_by_org(trees: &Trees, mut each: impl FnMut(OrgRecords, usize)) -> Result
 fn rebuild(
     records: OrgRecords,
     stale: &mut Vec<sled::IVec>,
-) -> Result<(Recovered, std::collections::VecDeque<(u64, u64)>), StoreError> {
+) -> Result<(Recovered, VecDeque<(u64, u64)>), StoreError> {
     let mut r = match records.snapshot {
         Some((key, value)) => {
             let record = decode_snapshot(&key, &value)?;
@@ -491,7 +493,7 @@ fn rebuild(
             journal_len: 0,
         },
     };
-    let mut kept = std::collections::VecDeque::new();
+    let mut kept = VecDeque::new();
     for (first, key, value) in records.journal {
         let entry = split_entry(&key, &value)?;
         let last = first + entry.len() as u64 - 1;
