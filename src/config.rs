@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::actors::Placement;
 use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use serde::Deserialize;
@@ -24,7 +25,7 @@ pub struct Config {
     pub log: String,
     /// HTTP worker threads; 0 means one per core.
     pub workers: usize,
-    /// Threads the organization actors run on; 0 means half the cores, at least one.
+    /// Threads of their own for the organization actors; 0 runs them on the HTTP workers.
     pub actor_threads: usize,
     /// Session settings.
     pub sessions: SessionsConfig,
@@ -85,11 +86,11 @@ impl Config {
         }
     }
 
-    /// Actor threads after resolving 0.
-    pub fn actor_threads(&self) -> usize {
+    /// Where the organization actors run: 0 threads means on the HTTP workers.
+    pub fn placement(&self) -> Placement {
         match self.actor_threads {
-            0 => (cores() / 2).max(1),
-            n => n,
+            0 => Placement::Workers(self.http_workers()),
+            n => Placement::Dedicated(n),
         }
     }
 }

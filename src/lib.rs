@@ -77,8 +77,7 @@ impl Application {
                 per_org: config.sessions.max_waiters_per_org,
             },
         };
-        let directory =
-            Directory::start(store.clone(), recovered, config.actor_threads(), settings);
+        let directory = Directory::start(store.clone(), recovered, config.placement(), settings);
         tracing::info!(
             orgs,
             leases,
@@ -98,6 +97,7 @@ impl Application {
             .local_addr()
             .map_err(io("listener address".into()))?;
         let server = HttpServer::new(move || {
+            state.directory.adopt_worker();
             App::new()
                 .app_data(state.clone())
                 .wrap(middleware::from_fn(http::record_metrics))

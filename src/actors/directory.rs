@@ -1,7 +1,7 @@
 //! Finds organization actors by id and authenticates API keys without an actor hop.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
 
 use actix::{Actor, Arbiter, ArbiterHandle};
 use dashmap::DashMap;
@@ -79,50 +79,113 @@ pub struct Directory {
     orgs: DashMap<OrgId, OrgHandle>,
     keys: Arc<KeyIndex>,
     store: Store,
-    arbiters: Vec<ArbiterHandle>,
+    /// Where actors run: the dedicated arbiters, or the HTTP workers as they start.
+    arbiters: RwLock<Vec<ArbiterHandle>>,
     next_arbiter: AtomicUsize,
+    /// Recovered organizations not yet placed, one list per HTTP worker still to start.
+    unplaced: Mutex<Vec<Vec<Recovered>>>,
+    on_workers: bool,
     settings: ActorSettings,
 }
 
+/// Which threads the organization actors run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// On the HTTP workers themselves, spread over this many: a request to an org on its
+    /// own worker needs no thread hop, and no extra thread competes for the cores.
+    Workers(usize),
+    /// On this many arbiters of their own.
+    Dedicated(usize),
+}
+
 impl Directory {
-    /// Starts an actor for every recovered organization, spread over `threads` arbiters.
-    /// Must run inside an actix system.
+    /// Starts an actor for every recovered organization, placed as asked; with
+    /// [`Placement::Workers`] each worker's share starts when it calls
+    /// [`Directory::adopt_worker`]. Must run inside an actix system.
     pub fn start(
         store: Store,
-        recovered: Vec<Recovered>,
-        threads: usize,
+        mut recovered: Vec<Recovered>,
+        placement: Placement,
         settings: ActorSettings,
     ) -> Directory {
-        let arbiters = (0..threads.max(1))
-            .map(|_| Arbiter::new().handle())
-            .collect();
-        let directory = Directory {
-            orgs: DashMap::new(),
-            keys: Arc::new(KeyIndex::default()),
-            store,
-            arbiters,
-            next_arbiter: AtomicUsize::new(0),
-            settings,
-        };
         let restart = clock::now();
-        for mut r in recovered {
+        for r in &mut recovered {
             // Heartbeats and releases are acknowledged before their flush, so a journaled
             // expiry may be older than the one a client was promised: every lease gets at
             // least one ttl from now. Not journaled; each recovery applies it anew.
             for e in r.state.reclaim_window(restart) {
                 r.state.apply(&e);
             }
-            directory.spawn(r.state, r.seq, r.journal_len);
+        }
+        let (arbiters, shares) = match placement {
+            Placement::Dedicated(n) => {
+                ((0..n.max(1)).map(|_| Arbiter::new().handle()).collect(), 1)
+            }
+            Placement::Workers(n) => (Vec::new(), n.max(1)),
+        };
+        let mut unplaced: Vec<Vec<Recovered>> = (0..shares).map(|_| Vec::new()).collect();
+        for (i, r) in recovered.into_iter().enumerate() {
+            unplaced[i % shares].push(r);
+        }
+        let directory = Directory {
+            orgs: DashMap::new(),
+            keys: Arc::new(KeyIndex::default()),
+            store,
+            arbiters: RwLock::new(arbiters),
+            next_arbiter: AtomicUsize::new(0),
+            unplaced: Mutex::new(unplaced),
+            on_workers: matches!(placement, Placement::Workers(_)),
+            settings,
+        };
+        if !directory.on_workers {
+            directory.place(0, None);
         }
         directory
     }
 
-    fn spawn(&self, state: OrgState, seq: u64, journal_len: u64) -> OrgHandle {
+    /// Runs on each HTTP worker as it starts, before the server accepts a connection:
+    /// with [`Placement::Workers`] the worker takes its share of the recovered orgs and
+    /// of those founded later. A worker restarted after a fault takes new orgs only.
+    pub fn adopt_worker(&self) {
+        if !self.on_workers {
+            return;
+        }
+        let share = {
+            let mut arbiters = self.arbiters.write().expect("arbiters lock");
+            arbiters.push(Arbiter::current());
+            arbiters.len() - 1
+        };
+        self.place(share, Some(share));
+    }
+
+    /// Starts the recovered orgs of `share` (on `arbiter`, or spread over all).
+    fn place(&self, share: usize, arbiter: Option<usize>) {
+        let orgs = {
+            let mut unplaced = self.unplaced.lock().expect("unplaced lock");
+            match unplaced.get_mut(share) {
+                Some(orgs) => std::mem::take(orgs),
+                None => return,
+            }
+        };
+        for r in orgs {
+            self.spawn(r.state, r.seq, r.journal_len, arbiter);
+        }
+    }
+
+    fn spawn(
+        &self,
+        state: OrgState,
+        seq: u64,
+        journal_len: u64,
+        arbiter: Option<usize>,
+    ) -> OrgHandle {
         let id = state.id().clone();
         for key in state.keys() {
             self.keys.insert(&id, key);
         }
-        let i = self.next_arbiter.fetch_add(1, Ordering::Relaxed) % self.arbiters.len();
+        let arbiters = self.arbiters.read().expect("arbiters lock");
+        let i = arbiter
+            .unwrap_or_else(|| self.next_arbiter.fetch_add(1, Ordering::Relaxed) % arbiters.len());
         let actor = OrgActor::new(
             state,
             self.store.clone(),
@@ -131,7 +194,8 @@ impl Directory {
             journal_len,
             self.settings,
         );
-        let addr = OrgActor::start_in_arbiter(&self.arbiters[i], move |_| actor);
+        let addr = OrgActor::start_in_arbiter(&arbiters[i], move |_| actor);
+        drop(arbiters);
         let handle = OrgHandle::new(addr);
         self.orgs.insert(id, handle.clone());
         handle
@@ -190,7 +254,7 @@ impl Directory {
         let seq = events.len() as u64;
         let name = state.name().to_owned();
         let owner = state.member(&owner.id, owner.id.as_str())?.clone();
-        self.spawn(state, seq, seq);
+        self.spawn(state, seq, seq, None);
         Ok(FoundedOrg {
             id,
             name,

@@ -15,7 +15,7 @@ use crate::domain::{Actor, DomainError, KeyId, MemberId};
 use crate::store::StoreError;
 
 pub use clock::now;
-pub use directory::{Directory, FoundedOrg, KeyEntry};
+pub use directory::{Directory, FoundedOrg, KeyEntry, Placement};
 pub use handle::OrgHandle;
 pub use org_actor::ActorSettings;
 

@@ -41,7 +41,6 @@ pub async fn spawn_app_with(change: impl FnOnce(&mut Config)) -> TestApp {
     config.data_dir = dir.path().to_path_buf();
     config.operator_token = Some(OPERATOR.into());
     config.workers = 2;
-    config.actor_threads = 1;
     change(&mut config);
     let (tx, rx) = std::sync::mpsc::channel::<SocketAddr>();
     std::thread::spawn(move || {

@@ -8,16 +8,25 @@ use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{eventually, spawn_app};
+use crate::helpers::{eventually, spawn_app, spawn_app_with, TestApp};
 
 #[tokio::test]
 async fn concurrent_acquires_never_exceed_the_cap() {
-    let app = spawn_app().await;
+    // By default the org actors run on the HTTP workers: the org created first lives on
+    // one worker and the requests arrive on both.
+    cap_holds_under_a_race(&spawn_app().await).await;
+}
+
+#[tokio::test]
+async fn concurrent_acquires_never_exceed_the_cap_on_dedicated_actor_threads() {
+    cap_holds_under_a_race(&spawn_app_with(|c| c.actor_threads = 1).await).await;
+}
+
+async fn cap_holds_under_a_race(app: &TestApp) {
     let org = app.create_org("race").await;
     let pool = app.floating_pool(&org, "kre", 5, 60).await;
 
     let attempts = (0..120).map(|i| {
-        let app = &app;
         let key = org.owner_key.clone();
         async move { app.acquire(&key, "kre", &format!("machine-{i}")).await }
     });
