@@ -5,8 +5,8 @@
 //!   on ([`record::Entry`]: each a [`record::Record`] `{v, at, actor, event}` in JSON):
 //!   the writer joins what one org journals in a round into one entry, so a round costs
 //!   sled one insert per org rather than one per event;
-//! - `snapshots`: `{org}` → a [`record::SnapshotRecord`] (`{v, seq, state}`): the state
-//!   after event `seq`;
+//! - `snapshots`: `{org}` → the state after event `seq`, in the binary format of
+//!   [`snapshot`] (leases as compact rows; format 1, JSON `{v, seq, state}`, still read);
 //! - `meta`: server metadata (the token signing key).
 //!
 //! Snapshots live apart from the journal on purpose: sled rewrites a whole leaf when
@@ -25,6 +25,7 @@
 //! with state silently missing.
 
 pub mod record;
+pub mod snapshot;
 mod writer;
 
 use std::collections::{HashMap, VecDeque};
@@ -36,9 +37,7 @@ use thiserror::Error;
 use tokio::sync::oneshot;
 
 use crate::domain::{Actor, Event, OrgId, OrgState, Snapshot, Timestamp};
-use record::{
-    decode_record, decode_snapshot, split_entry, Entry, SnapshotRecord, SNAPSHOT_VERSION,
-};
+use record::{decode_record, split_entry, Entry};
 pub use writer::Faults;
 use writer::Op;
 
@@ -80,8 +79,8 @@ pub enum StoreError {
          (no version in its records); start this version on an empty data directory"
     )]
     Legacy,
-    /// A journal entry that is not one this version wrote.
-    #[error("journal entry {key} is malformed")]
+    /// A journal entry or snapshot that is not one this version wrote.
+    #[error("record {key} is malformed")]
     Malformed { key: String },
     /// Events are missing from an organization's journal.
     #[error(
@@ -315,12 +314,7 @@ fn spawn_encoder(
                 let op = match work {
                     Encode::Barrier(done) => Op::Barrier { done },
                     Encode::Snapshot(snapshot, seq) => {
-                        let record = SnapshotRecord {
-                            v: SNAPSHOT_VERSION,
-                            seq,
-                            state: &snapshot,
-                        };
-                        let value = serde_json::to_vec(&record).expect("snapshots serialize");
+                        let value = snapshot::encode(&snapshot, seq);
                         if dead.load(std::sync::atomic::Ordering::SeqCst) {
                             // An injected fault killed the store: a dead process writes
                             // nothing more.
@@ -480,7 +474,7 @@ fn rebuild(
 ) -> Result<(Recovered, VecDeque<(u64, u64)>), StoreError> {
     let mut r = match records.snapshot {
         Some((key, value)) => {
-            let record = decode_snapshot(&key, &value)?;
+            let record = snapshot::decode(&key, &value)?;
             Recovered {
                 state: OrgState::restore(record.state),
                 seq: record.seq,

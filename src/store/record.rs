@@ -5,11 +5,11 @@
 use serde::{Deserialize, Serialize};
 
 use super::StoreError;
-use crate::domain::{Actor, Event, KeyId, MemberId, Snapshot, Timestamp};
+use crate::domain::{Actor, Event, KeyId, MemberId, Timestamp};
 
 /// The journal record format this version writes and reads.
 pub const RECORD_VERSION: u32 = 1;
-/// The snapshot format this version writes and reads.
+/// The JSON snapshot format, read but no longer written (see [`super::snapshot`]).
 pub const SNAPSHOT_VERSION: u32 = 1;
 
 /// One journaled event with who caused it and when: `{v, at, actor, key?, event}`.
@@ -174,28 +174,11 @@ pub fn decode_record(key: &[u8], bytes: &[u8]) -> Result<Record<Event>, StoreErr
     }
 }
 
-/// Decodes a snapshot, refusing data this version cannot read.
-pub fn decode_snapshot(key: &[u8], bytes: &[u8]) -> Result<SnapshotRecord<Snapshot>, StoreError> {
-    // Snapshots before the envelope began with a binary sequence number.
-    if bytes.first() != Some(&b'{') {
-        return Err(StoreError::Legacy);
-    }
-    #[derive(Deserialize)]
-    struct Head {
-        v: u32,
-    }
-    let head: Head = decode_json(key, bytes)?;
-    if head.v != SNAPSHOT_VERSION {
-        return Err(StoreError::Version {
-            what: "snapshot",
-            found: head.v,
-            supported: SNAPSHOT_VERSION,
-        });
-    }
-    decode_json(key, bytes)
-}
-
-fn decode_json<T: serde::de::DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
+/// Decodes JSON, naming the key it was stored under when it cannot.
+pub(super) fn decode_json<T: serde::de::DeserializeOwned>(
+    key: &[u8],
+    bytes: &[u8],
+) -> Result<T, StoreError> {
     serde_json::from_slice(bytes).map_err(|source| StoreError::Codec {
         key: String::from_utf8_lossy(key).into_owned(),
         source,

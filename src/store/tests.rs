@@ -6,7 +6,8 @@ use std::path::Path;
 use super::record::{decode_entry, Record};
 use super::*;
 use crate::domain::{
-    Actor, ApiKey, Email, KeyId, Member, MemberId, Scope, SessionId, TenantRole, Timestamp,
+    Actor, ApiKey, Email, KeyId, Lease, Member, MemberId, PoolId, Scope, SessionId, TenantRole,
+    Timestamp,
 };
 
 const OWNER: &str = "usr_owner";
@@ -264,7 +265,7 @@ fn golden_records_of_this_version_still_decode() {
         state.apply(&record.event);
     }
     assert_eq!(kinds.len(), 10, "every event kind is pinned: {kinds:?}");
-    let snapshot = decode_snapshot(b"golden", GOLDEN_SNAPSHOT.trim().as_bytes()).unwrap();
+    let snapshot = snapshot::decode(b"golden", GOLDEN_SNAPSHOT.trim().as_bytes()).unwrap();
     assert_eq!(snapshot.seq, 13);
     let restored = OrgState::restore(snapshot.state);
     assert_eq!(image(&restored), image(&state));
@@ -296,14 +297,12 @@ fn an_entry_a_snapshot_cuts_through_is_replayed_from_the_cut() {
             .unwrap()
             .insert(journal_key(&org, 1), entry.into_bytes())
             .unwrap();
-        let snapshot = SnapshotRecord {
-            v: SNAPSHOT_VERSION,
-            seq: 4,
-            state: replay(&events[..4]).snapshot(),
-        };
         db.open_tree("snapshots")
             .unwrap()
-            .insert(org.as_str(), serde_json::to_vec(&snapshot).unwrap())
+            .insert(
+                org.as_str(),
+                snapshot::encode(&replay(&events[..4]).snapshot(), 4),
+            )
             .unwrap();
         db.flush().unwrap();
     }
@@ -451,4 +450,78 @@ fn a_heartbeat_lost_before_its_flush_keeps_its_promise() {
         r.state.apply(&e);
     }
     assert!(r.state.lease("ses_t").unwrap().expires_at >= promised);
+}
+
+/// The golden format-1 snapshot's state with three more leases: one with `meta`, one
+/// with no fingerprint, one in a second pool and product.
+fn golden_state_with_more_leases() -> Snapshot {
+    let mut state = snapshot::decode(b"golden", GOLDEN_SNAPSHOT.trim().as_bytes())
+        .unwrap()
+        .state;
+    let first = state.leases.iter().next().unwrap().clone();
+    let more = [
+        Lease {
+            id: SessionId::new("ses_golden3"),
+            meta: Some(Box::new(serde_json::json!({"host": "ci-7", "build": 42}))),
+            ..first.clone()
+        },
+        Lease {
+            id: SessionId::new("ses_golden4"),
+            fingerprint: None,
+            ..first.clone()
+        },
+        Lease {
+            id: SessionId::new("ses_golden5"),
+            product: "kse".into(),
+            pool: PoolId::new("pool_golden_kse"),
+            ..first.clone()
+        },
+    ];
+    state.leases = state.leases.iter().cloned().chain(more).collect();
+    state
+}
+
+/// A binary snapshot (format 2) of [`golden_state_with_more_leases`] after event 13,
+/// as written to disk, in hex.
+const GOLDEN_SNAPSHOT_V2: &str = include_str!("../../tests/golden/snapshot_v2.hex");
+
+#[test]
+fn golden_binary_snapshots_still_decode_and_encode_the_same() {
+    let bytes = hex::decode(GOLDEN_SNAPSHOT_V2.trim()).unwrap();
+    let decoded = snapshot::decode(b"golden", &bytes).unwrap();
+    assert_eq!(decoded.seq, 13);
+    assert_eq!(decoded.state, golden_state_with_more_leases());
+    assert_eq!(
+        hex::encode(snapshot::encode(&decoded.state, 13)),
+        GOLDEN_SNAPSHOT_V2.trim(),
+        "this version writes the same bytes"
+    );
+    // Strings a snapshot repeats are one allocation once decoded.
+    let leases: Vec<&Lease> = decoded.state.leases.iter().collect();
+    assert!(leases[0].member.same(&leases[1].member));
+    assert!(Arc::ptr_eq(&leases[0].product, &leases[2].product));
+}
+
+#[test]
+fn a_cut_or_damaged_binary_snapshot_is_refused_not_misread() {
+    let bytes = snapshot::encode(&golden_state_with_more_leases(), 13);
+    for cut in 0..bytes.len() {
+        assert!(
+            snapshot::decode(b"s", &bytes[..cut]).is_err(),
+            "a snapshot cut at byte {cut} of {} decoded",
+            bytes.len()
+        );
+    }
+    let mut newer = bytes.clone();
+    newer[3] = 3;
+    assert!(matches!(
+        snapshot::decode(b"s", &newer),
+        Err(StoreError::Version { found: 3, .. })
+    ));
+    let mut longer = bytes;
+    longer.push(0);
+    assert!(matches!(
+        snapshot::decode(b"s", &longer),
+        Err(StoreError::Malformed { .. })
+    ));
 }

@@ -100,6 +100,27 @@ impl LeaseSet {
     pub fn iter(&self) -> impl Iterator<Item = &Lease> {
         self.0.values().map(|l| &**l)
     }
+
+    /// How many there are.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl FromIterator<Lease> for LeaseSet {
+    fn from_iter<I: IntoIterator<Item = Lease>>(leases: I) -> Self {
+        LeaseSet(
+            leases
+                .into_iter()
+                .map(|l| (l.id.clone(), Arc::new(l)))
+                .collect(),
+        )
+    }
 }
 
 impl Serialize for LeaseSet {
@@ -110,13 +131,7 @@ impl Serialize for LeaseSet {
 
 impl<'de> Deserialize<'de> for LeaseSet {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let leases = Vec::<Lease>::deserialize(d)?;
-        Ok(LeaseSet(
-            leases
-                .into_iter()
-                .map(|l| (l.id.clone(), Arc::new(l)))
-                .collect(),
-        ))
+        Ok(Vec::<Lease>::deserialize(d)?.into_iter().collect())
     }
 }
 
