@@ -5,13 +5,14 @@
 //!   on ([`record::Entry`]: each a [`record::Record`] `{v, at, actor, event}` in JSON):
 //!   the writer joins what one org journals in a round into one entry, so a round costs
 //!   sled one insert per org rather than one per event;
-//! - `snapshots`: `{org}` → the state after event `seq`, in the binary format of
-//!   [`snapshot`] (leases as compact rows; format 1, JSON `{v, seq, state}`, still read);
 //! - `meta`: server metadata (the token signing key).
 //!
-//! Snapshots live apart from the journal on purpose: sled rewrites a whole leaf when
-//! any key in it changes, and a multi-megabyte snapshot sharing a leaf with the newest
-//! journal keys was rewritten on every append.
+//! Snapshots are files beside sled, `snapshots/{org}.snap` (the state after event `seq`
+//! in the binary format of [`snapshot`]), each written to a temporary file, synced and
+//! renamed over the last. Not in sled: sled has one log, and every flush after a
+//! multi-megabyte snapshot insert waited for its bytes, so each snapshot of a large org
+//! stalled every acknowledgement behind it. Older versions kept them in a sled tree
+//! `snapshots`; opening moves those to files once.
 //!
 //! All writes go through one writer thread ([`writer`]) that groups whatever is waiting
 //! into one batch and one flush, then acknowledges each waiting caller. Nothing here
@@ -25,11 +26,12 @@
 //! with state silently missing.
 
 pub mod record;
+mod snapfiles;
 pub mod snapshot;
 mod writer;
 
 use std::collections::{HashMap, VecDeque};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -48,7 +50,8 @@ const CACHE_BYTES: u64 = 64 * 1024 * 1024;
 /// The trees the writer and recovery use.
 struct Trees {
     journal: sled::Tree,
-    snapshots: sled::Tree,
+    /// The snapshot files' directory.
+    snapshots: PathBuf,
 }
 
 /// What can go wrong in the store.
@@ -62,6 +65,12 @@ pub enum StoreError {
     Codec {
         key: String,
         source: serde_json::Error,
+    },
+    /// A snapshot file could not be read or written.
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
     },
     /// The writer thread is gone (the server is stopping).
     #[error("the store is closed")]
@@ -182,13 +191,18 @@ impl Store {
             .open()?;
         let trees = Trees {
             journal: db.open_tree("journal")?,
-            snapshots: db.open_tree("snapshots")?,
+            snapshots: snapfiles::open(dir, &db)?,
         };
         let (recovered, entries) = recover(&db, &trees)?;
         let meta = db.open_tree("meta")?;
         let (tx, rx) = mpsc::channel();
         let (snapshots, pending) = mpsc::channel();
-        spawn_encoder(pending, trees.snapshots, tx.clone(), faults.dead.clone());
+        spawn_encoder(
+            pending,
+            trees.snapshots.clone(),
+            tx.clone(),
+            faults.dead.clone(),
+        );
         let handle = writer::spawn(db, trees.journal, rx, entries, faults);
         let store = Store {
             meta,
@@ -294,16 +308,16 @@ enum Encode {
     Barrier(oneshot::Sender<Result<(), StoreError>>),
 }
 
-/// Encodes and inserts snapshots one after another, then tells the writer, which knows
+/// Encodes and writes snapshots one after another, then tells the writer, which knows
 /// the journal entries it wrote and which of them each snapshot supersedes. A snapshot
-/// may reach sled before the writer has written the entries it covers; recovery then
-/// takes the snapshot and drops those entries as stale (any that were acknowledged were
-/// flushed before their answer, so are there too). The superseded keys are deleted only
-/// after the writer's next flush, which makes this insert durable first: sled's flush
-/// covers every write made before it.
+/// may reach the disk before the writer has written the entries it covers; recovery
+/// then takes the snapshot and drops those entries as stale (any that were acknowledged
+/// were flushed before their answer, so are there too). The writer hears of a snapshot
+/// only once its file is durable, so it never deletes entries a snapshot on disk does
+/// not cover.
 fn spawn_encoder(
     pending: mpsc::Receiver<Encode>,
-    tree: sled::Tree,
+    dir: PathBuf,
     writer: mpsc::Sender<Op>,
     dead: Arc<std::sync::atomic::AtomicBool>,
 ) {
@@ -320,7 +334,7 @@ fn spawn_encoder(
                             // nothing more.
                             return;
                         }
-                        if let Err(e) = tree.insert(snapshot.id.as_str().as_bytes(), value) {
+                        if let Err(e) = snapfiles::write(&dir, &snapshot.id, &value) {
                             // Harmless: the journal still holds every event it covers.
                             tracing::error!(org = %snapshot.id, error = %e, "snapshot not written");
                             continue;
@@ -342,7 +356,8 @@ fn spawn_encoder(
 /// One organization's records as read from disk, not yet decoded.
 struct OrgRecords {
     org: OrgId,
-    snapshot: Option<(sled::IVec, sled::IVec)>,
+    /// The snapshot as `(org id, file contents)`.
+    snapshot: Option<(Vec<u8>, Vec<u8>)>,
     /// Journal entries as `(first sequence number, key, value)`, in order.
     journal: Vec<(u64, sled::IVec, sled::IVec)>,
 }
@@ -412,15 +427,11 @@ fn recover(db: &sled::Db, trees: &Trees) -> Result<(Vec<Recovered>, Entries), St
 /// Reads both trees in key order and calls `each` with every org's records, the
 /// `n`th org as `(records, n)`.
 fn read_by_org(trees: &Trees, mut each: impl FnMut(OrgRecords, usize)) -> Result<(), StoreError> {
-    let mut snapshots = trees.snapshots.iter().peekable();
+    let mut snapshots = snapfiles::list(&trees.snapshots)?.into_iter().peekable();
     let mut journal = trees.journal.iter().peekable();
     let mut n = 0;
     loop {
-        let next_snapshot = match snapshots.peek() {
-            Some(Ok((key, _))) => Some(key.to_vec()),
-            Some(Err(_)) => return Err(snapshots.next().expect("peeked").unwrap_err().into()),
-            None => None,
-        };
+        let next_snapshot = snapshots.peek().map(|(org, _)| org.as_bytes().to_vec());
         let next_journal = match journal.peek() {
             Some(Ok((key, _))) => {
                 split_journal_key(key).map(|(org, _)| org.as_str().as_bytes().to_vec())
@@ -434,8 +445,13 @@ fn read_by_org(trees: &Trees, mut each: impl FnMut(OrgRecords, usize)) -> Result
             (a, b) => a.or(b).expect("one is some"),
         };
         let snapshot = match snapshots.peek() {
-            Some(Ok((key, _))) if key.as_ref() == org.as_slice() => {
-                Some(snapshots.next().expect("peeked")?)
+            Some((id, _)) if id.as_bytes() == org.as_slice() => {
+                let (id, path) = snapshots.next().expect("peeked");
+                let bytes = std::fs::read(&path).map_err(|source| StoreError::Io {
+                    what: format!("read {}", path.display()),
+                    source,
+                })?;
+                Some((id.into_bytes(), bytes))
             }
             _ => None,
         };

@@ -297,6 +297,7 @@ fn an_entry_a_snapshot_cuts_through_is_replayed_from_the_cut() {
             .unwrap()
             .insert(journal_key(&org, 1), entry.into_bytes())
             .unwrap();
+        // Where versions before snapshot files kept them: opening moves it to a file.
         db.open_tree("snapshots")
             .unwrap()
             .insert(
@@ -308,6 +309,7 @@ fn an_entry_a_snapshot_cuts_through_is_replayed_from_the_cut() {
     }
     let (store, recovered) = reopen(dir.path()).unwrap();
     assert_eq!((recovered[0].seq, recovered[0].journal_len), (6, 2));
+    assert!(dir.path().join("snapshots/org_t.snap").exists());
     assert_eq!(image(&recovered[0].state), image(&replay(&events[..6])));
     block_on(async {
         let by = &Actor::System;
@@ -524,4 +526,42 @@ fn a_cut_or_damaged_binary_snapshot_is_refused_not_misread() {
         snapshot::decode(b"s", &longer),
         Err(StoreError::Malformed { .. })
     ));
+}
+
+/// A crash while a snapshot file was being written leaves its temporary file: the
+/// last complete snapshot is used and the temporary file is dropped.
+#[test]
+fn a_half_written_snapshot_file_is_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let org = OrgId::new("org_t");
+    let events = history(4);
+    {
+        let (store, _) = Store::open(dir.path()).unwrap();
+        block_on(async {
+            store
+                .append(
+                    &org,
+                    1,
+                    Timestamp(2),
+                    &Actor::System,
+                    &events,
+                    Durability::Flushed,
+                )
+                .durable()
+                .await
+                .unwrap();
+            store.snapshot(replay(&events).snapshot(), events.len() as u64);
+            store.barrier().durable().await.unwrap();
+            store.close().await.unwrap();
+        });
+    }
+    let partial = dir.path().join("snapshots/org_t.tmp");
+    std::fs::write(&partial, b"SKS\x02cut short").unwrap();
+    let (_store, recovered) = reopen(dir.path()).unwrap();
+    assert_eq!(
+        (recovered[0].seq, recovered[0].journal_len),
+        (events.len() as u64, 0)
+    );
+    assert_eq!(image(&recovered[0].state), image(&replay(&events)));
+    assert!(!partial.exists(), "the temporary file is gone");
 }

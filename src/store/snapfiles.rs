@@ -1,0 +1,92 @@
+//! Snapshot files: `snapshots/{org}.snap`, one per organization, each replaced whole.
+//!
+//! A snapshot is written to `{org}.tmp`, synced, renamed over `{org}.snap`, and the
+//! directory synced: after a crash there is the old snapshot or the new one, never
+//! part of one. Only once that is done does the writer learn of it, so the journal
+//! entries it supersedes are never deleted before it is durable.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use super::StoreError;
+use crate::domain::OrgId;
+
+const SUFFIX: &str = ".snap";
+const TEMPORARY: &str = ".tmp";
+
+/// Opens the snapshot directory under `dir`: creates it, drops temporary files a crash
+/// left, and moves snapshots an older version kept in sled's `snapshots` tree into
+/// files (a file already there is never older: it was written from that entry or after).
+pub(super) fn open(dir: &Path, db: &sled::Db) -> Result<PathBuf, StoreError> {
+    let snapshots = dir.join("snapshots");
+    fs::create_dir_all(&snapshots).map_err(io("create", &snapshots))?;
+    for entry in fs::read_dir(&snapshots).map_err(io("list", &snapshots))? {
+        let path = entry.map_err(io("list", &snapshots))?.path();
+        if path.to_string_lossy().ends_with(TEMPORARY) {
+            fs::remove_file(&path).map_err(io("remove", &path))?;
+        }
+    }
+    let legacy = db.open_tree("snapshots")?;
+    if !legacy.is_empty() {
+        for kv in legacy.iter() {
+            let (key, value) = kv?;
+            let org = OrgId::new(String::from_utf8_lossy(&key).as_ref());
+            if !path(&snapshots, &org)?.exists() {
+                write(&snapshots, &org, &value)?;
+            }
+        }
+        legacy.clear()?;
+        db.flush()?;
+    }
+    Ok(snapshots)
+}
+
+/// Replaces `org`'s snapshot with `bytes`, durably.
+pub(super) fn write(dir: &Path, org: &OrgId, bytes: &[u8]) -> Result<(), StoreError> {
+    let target = path(dir, org)?;
+    let temporary = target.with_extension(&TEMPORARY[1..]);
+    let mut file = File::create(&temporary).map_err(io("create", &temporary))?;
+    file.write_all(bytes)
+        .and_then(|_| file.sync_all())
+        .map_err(io("write", &temporary))?;
+    fs::rename(&temporary, &target).map_err(io("rename", &temporary))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io("sync", dir))
+}
+
+/// Every snapshot file by org id, in id order.
+pub(super) fn list(dir: &Path) -> Result<BTreeMap<String, PathBuf>, StoreError> {
+    let mut found = BTreeMap::new();
+    for entry in fs::read_dir(dir).map_err(io("list", dir))? {
+        let path = entry.map_err(io("list", dir))?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if let Some(org) = name.strip_suffix(SUFFIX) {
+            found.insert(org.to_owned(), path.clone());
+        }
+    }
+    Ok(found)
+}
+
+/// The file of `org`'s snapshot. Org ids are minted by the server from a filename-safe
+/// alphabet; anything else is refused rather than allowed to name another path.
+fn path(dir: &Path, org: &OrgId) -> Result<PathBuf, StoreError> {
+    let id = org.as_str();
+    let safe = !id.is_empty()
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if !safe {
+        return Err(StoreError::Malformed { key: id.to_owned() });
+    }
+    Ok(dir.join(format!("{id}{SUFFIX}")))
+}
+
+fn io<'a>(what: &'a str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
+    move |source| StoreError::Io {
+        what: format!("{what} {}", path.display()),
+        source,
+    }
+}
