@@ -174,7 +174,7 @@ fn secure_data_dir(dir: &Path) -> Result<(), StartError> {
         source,
     })?;
     make_private(dir, &std::fs::metadata(dir).map_err(inspect(dir))?)?;
-    for name in ["store", "operator_token", "operator_token.tmp"] {
+    for name in ["store", "snapshots", "operator_token", "operator_token.tmp"] {
         let path = dir.join(name);
         if std::fs::symlink_metadata(&path).is_ok() {
             make_private_tree(&path)?;

@@ -184,8 +184,15 @@ impl Directory {
             self.keys.insert(&id, key);
         }
         let arbiters = self.arbiters.read().expect("arbiters lock");
-        let i = arbiter
-            .unwrap_or_else(|| self.next_arbiter.fetch_add(1, Ordering::Relaxed) % arbiters.len());
+        // An arbiter of a worker actix restarted after a fault is gone: skip it.
+        let live = |i: &usize| arbiters[*i].spawn(async {});
+        let i = arbiter.filter(live).unwrap_or_else(|| {
+            let start = self.next_arbiter.fetch_add(1, Ordering::Relaxed);
+            (0..arbiters.len())
+                .map(|k| (start + k) % arbiters.len())
+                .find(live)
+                .expect("a live arbiter: the server is running")
+        });
         let actor = OrgActor::new(
             state,
             self.store.clone(),

@@ -20,10 +20,10 @@
 //! afterwards callers only send to the writer and await their acknowledgement.
 //!
 //! Crash ordering: sled makes each batch atomic and recovers a prefix of what was
-//! written, but two batches are not atomic together. So the journal entries a snapshot
-//! supersedes are deleted only in a batch after a flush that included the snapshot, and
-//! recovery refuses an org whose journal has a gap after its snapshot rather than start
-//! with state silently missing.
+//! written, but two batches are not atomic together. A snapshot file is durable before
+//! the writer hears of it, so the journal entries it supersedes are deleted only after,
+//! and recovery refuses an org whose journal has a gap after its snapshot rather than
+//! start with state silently missing.
 
 pub mod record;
 mod snapfiles;
@@ -491,6 +491,12 @@ fn rebuild(
     let mut r = match records.snapshot {
         Some((key, value)) => {
             let record = snapshot::decode(&key, &value)?;
+            if record.state.id != records.org {
+                // A file renamed or copied from another org: its journal is not this one.
+                return Err(StoreError::Malformed {
+                    key: String::from_utf8_lossy(&key).into_owned(),
+                });
+            }
             Recovered {
                 state: OrgState::restore(record.state),
                 seq: record.seq,

@@ -1,11 +1,14 @@
 //! The snapshot format. Snapshots are mostly leases, up to a million of them, so
 //! format 2 writes those as compact binary rows (postcard: varints and length-prefixed
 //! strings), each member, key, product and pool id spelled out once, at its first use,
-//! and numbered from then on. Rows stream in and out: neither side holds a second copy
-//! of the leases. The admin-sized rest (members, keys, pools) stays JSON.
+//! and numbered from then on. The encoder streams rows from the org's persistent map
+//! (no second copy of the leases beside the bytes). The admin-sized rest (members,
+//! keys, pools) stays JSON.
 //!
-//! Layout: `SKS` `0x02`, then postcard `Head { seq, state_json, leases }`, then
-//! `leases` postcard `Row`s. Format 1 (`{v, seq, state}` JSON) is still read.
+//! Layout: `SKS` `0x02`, the CRC-32 of the rest (little-endian), then postcard
+//! `Head { seq, state_json, leases }` and `leases` postcard `Row`s. The checksum makes
+//! a damaged file refuse to load rather than load with a changed cap or key.
+//! Format 1 (`{v, seq, state}` JSON) is still read.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -123,6 +126,7 @@ pub fn encode(snapshot: &Snapshot, seq: u64) -> Vec<u8> {
     let mut out = Vec::with_capacity(state_json.len() + 48 * snapshot.leases.len() + 64);
     out.extend_from_slice(MAGIC);
     out.push(SNAPSHOT_V2);
+    out.extend_from_slice(&[0; 4]);
     let mut out = postcard::to_extend(&head, out).expect("snapshot head encodes");
     let mut strings = Interner::default();
     for lease in snapshot.leases.iter() {
@@ -140,6 +144,8 @@ pub fn encode(snapshot: &Snapshot, seq: u64) -> Vec<u8> {
         };
         out = postcard::to_extend(&row, out).expect("lease rows encode");
     }
+    let crc = crc32fast::hash(&out[8..]);
+    out[4..8].copy_from_slice(&crc.to_le_bytes());
     out
 }
 
@@ -157,8 +163,11 @@ pub fn decode(key: &[u8], bytes: &[u8]) -> Result<SnapshotRecord<Snapshot>, Stor
             }
             decode_v2(key, rest)
         }
-        // Snapshots before the envelope began with a binary sequence number.
-        _ => Err(StoreError::Legacy),
+        // Snapshots before the envelope began with a big-endian sequence number.
+        [0, ..] => Err(StoreError::Legacy),
+        _ => Err(StoreError::Malformed {
+            key: String::from_utf8_lossy(key).into_owned(),
+        }),
     }
 }
 
@@ -166,6 +175,10 @@ fn decode_v2(key: &[u8], bytes: &[u8]) -> Result<SnapshotRecord<Snapshot>, Store
     let malformed = || StoreError::Malformed {
         key: String::from_utf8_lossy(key).into_owned(),
     };
+    let (crc, bytes) = bytes.split_first_chunk::<4>().ok_or_else(malformed)?;
+    if u32::from_le_bytes(*crc) != crc32fast::hash(bytes) {
+        return Err(malformed());
+    }
     let (head, mut rest) = postcard::take_from_bytes::<Head>(bytes).map_err(|_| malformed())?;
     let state: State<Vec<Member>, Vec<ApiKey>, Vec<Pool>> = decode_json(key, head.state_json)?;
     let mut strings = Strings::default();

@@ -520,6 +520,17 @@ fn a_cut_or_damaged_binary_snapshot_is_refused_not_misread() {
         snapshot::decode(b"s", &newer),
         Err(StoreError::Version { found: 3, .. })
     ));
+    for at in [9, bytes.len() / 2, bytes.len() - 1] {
+        let mut damaged = bytes.clone();
+        damaged[at] ^= 0x04;
+        assert!(
+            matches!(
+                snapshot::decode(b"s", &damaged),
+                Err(StoreError::Malformed { .. })
+            ),
+            "a bit flipped at byte {at} is refused"
+        );
+    }
     let mut longer = bytes;
     longer.push(0);
     assert!(matches!(

@@ -9,12 +9,11 @@
 //! changes were never promised to be on disk; recovery's reclaim window covers them).
 //!
 //! Compaction stays off this thread's critical path: the snapshot thread encodes and
-//! inserts snapshots itself (a large one would hold every acknowledgement behind its
-//! write here), and the journal entries a snapshot replaces are deleted a few per
-//! batch, riding along with the writes that callers wait for. They become
-//! deletable only once a flush has made their snapshot durable: sled keeps each batch
-//! atomic, not two batches together, so deleting them in the snapshot's own round could
-//! leave the deletions on disk without the snapshot after a `kill -9`.
+//! writes snapshot files itself (a large one would hold every acknowledgement behind
+//! its write here), and the journal entries a snapshot replaces are deleted a few per
+//! batch, riding along with the writes that callers wait for. The writer hears of a
+//! snapshot only once its file is durable, so it never deletes what no snapshot on
+//! disk covers.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,7 +35,7 @@ const MAX_BATCH_OPS: usize = 4096;
 /// at the pace of appending keeps the journal's size bounded without ever making a
 /// batch (and the callers waiting on it) pay for a whole compaction at once.
 const EXTRA_GARBAGE_PER_BATCH: usize = 8;
-/// How long journaled changes nobody waits on may sit written but unflushed.
+/// How long journaled changes nobody waits on may be held before they are written.
 const LAZY_FLUSH: Duration = Duration::from_millis(50);
 
 type Done = oneshot::Sender<Result<(), StoreError>>;
@@ -63,9 +62,9 @@ pub(super) enum Op {
         entry: Entry,
         done: Option<Done>,
     },
-    /// A snapshot of `org` after event `seq` was inserted (by the snapshot thread,
-    /// before sending this): the journal entries it supersedes become deletable after
-    /// this round's flush, which makes the snapshot durable too.
+    /// A snapshot of `org` after event `seq` is durable (the snapshot thread wrote and
+    /// synced its file before sending this): the journal entries it supersedes become
+    /// deletable.
     Snapshotted {
         org: OrgId,
         seq: u64,
@@ -152,6 +151,7 @@ impl Pending {
     fn due(&self) -> bool {
         !self.waiting.is_empty()
             || self.stop
+            || self.ops >= MAX_BATCH_OPS
             || self.since.is_some_and(|t| t.elapsed() >= LAZY_FLUSH)
     }
 }
@@ -202,8 +202,7 @@ fn run(
             let last = g.first + g.count - 1;
             entries.entry(g.org).or_default().push_back((g.first, last));
         }
-        // Superseded by a snapshot of this round: deletable after this round's flush,
-        // which makes the snapshot (inserted before its op was sent) durable too. Every
+        // Superseded by a snapshot of this round: deleted from the next round on. Every
         // append a snapshot covers was sent before it, so is in `entries` now.
         let mut superseded: Vec<Vec<u8>> = Vec::new();
         for (org, seq) in round.snapshotted {
