@@ -52,6 +52,8 @@ pub struct StoreConfig {
     /// Journal length (events) after which an organization is snapshotted; the real
     /// threshold is at least twice the organization's size, so snapshots stay amortized.
     pub snapshot_every: u64,
+    /// Days an audit entry is kept; 0 keeps them forever.
+    pub audit_retention_days: u64,
 }
 
 impl Config {

@@ -20,7 +20,7 @@ use thiserror::Error;
 
 use crate::actors::{ActorSettings, Directory};
 use crate::config::Config;
-use crate::domain::WaitLimits;
+use crate::domain::{Timestamp, WaitLimits};
 use crate::http::AppState;
 use crate::store::{Store, StoreError};
 use crate::tokens::Signer;
@@ -78,6 +78,9 @@ impl Application {
             },
         };
         let directory = Directory::start(store.clone(), recovered, config.placement(), settings);
+        if config.store.audit_retention_days > 0 {
+            prune_audit_log(store.clone(), config.store.audit_retention_days);
+        }
         tracing::info!(
             orgs,
             leases,
@@ -88,6 +91,7 @@ impl Application {
         let state = web::Data::new(AppState {
             directory,
             signer,
+            store: store.clone(),
             operator_hash: secrets::hash(&operator_token),
             max_wait_seconds: config.sessions.max_wait_seconds,
         });
@@ -319,4 +323,25 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
         std::fs::File::open(dir)?.sync_all()?;
     }
     Ok(())
+}
+
+/// Prunes audit entries older than `days`, now and every hour after, on a thread of its
+/// own (a prune of a long log is sled work no request should wait behind).
+fn prune_audit_log(store: Store, days: u64) {
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+    let spawned = std::thread::Builder::new()
+        .name("audit-retention".into())
+        .spawn(move || loop {
+            let cutoff =
+                Timestamp(crate::actors::clock::now().millis() - (days * 86_400_000) as i64);
+            match store.prune_audit(cutoff) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(deleted = n, "audit entries past retention pruned"),
+                Err(e) => tracing::warn!(error = %e, "audit retention prune failed"),
+            }
+            std::thread::sleep(EVERY);
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "audit retention thread not started");
+    }
 }

@@ -10,11 +10,11 @@ use super::org_actor::{ActorSettings, OrgActor};
 use super::{clock, ActorError, OrgHandle, Principal};
 use crate::domain::ids::mint;
 use crate::domain::{
-    Actor as By, ApiKey, DomainError, Email, KeyId, Member, MemberId, OrgId, OrgState, Scope,
-    Scopes, Timestamp,
+    Actor as By, ApiKey, Applied, DomainError, Email, KeyId, Member, MemberId, OrgId, OrgState,
+    Scope, Scopes, Timestamp,
 };
 use crate::secrets::{self, mint_key};
-use crate::store::{Durability, Recovered, Store};
+use crate::store::{Change, Durability, Recovered, Store};
 
 /// What authentication needs to know of a key, kept beside the actors.
 #[derive(Debug, Clone)]
@@ -250,14 +250,21 @@ impl Directory {
             now,
         );
         let events = OrgState::found(id.clone(), name, owner.clone(), key.key, now)?;
+        let mut state = OrgState::empty(id.clone());
+        let applied = Applied { value: (), events };
+        let ((), events, audit) = state.apply_audited(applied);
+        let change = Change {
+            org: &id,
+            first_seq: 1,
+            at: now,
+            actor: &By::Operator,
+            events: &events,
+            audit: &audit,
+        };
         self.store
-            .append(&id, 1, now, &By::Operator, &events, Durability::Flushed)
+            .append(change, Durability::Flushed)
             .durable()
             .await?;
-        let mut state = OrgState::empty(id.clone());
-        for e in &events {
-            state.apply(e);
-        }
         let seq = events.len() as u64;
         let name = state.name().to_owned();
         let owner = state.member(&owner.id, owner.id.as_str())?.clone();

@@ -10,8 +10,9 @@ use super::org_actor::{Acquire, AcquireReply, Command, OrgActor, Query};
 use super::{ActorError, GoneProbe, Principal};
 use crate::domain::ids::mint;
 use crate::domain::{
-    AcquireRequest, Acquired, ApiKey, Applied, DomainError, Email, Lease, Member, MemberId,
-    OrgState, Page, PoolId, PoolPatch, PoolSpec, PoolStatus, Scope, TenantRole, Timestamp,
+    AcquireRequest, Acquired, Action, AllocationCounts, ApiKey, Applied, DomainError, Email, Lease,
+    Member, MemberId, OrgState, Page, PoolId, PoolPatch, PoolSpec, PoolStatus, Scope, Seat,
+    TenantRole, Timestamp, Usage,
 };
 use crate::secrets::{mint_key, NewKey};
 use crate::store::Durability;
@@ -67,32 +68,65 @@ impl OrgHandle {
             .map_err(|_| ActorError::Unavailable)?
     }
 
-    /// Adds a member (admins only).
-    pub async fn add_member(
+    /// Adds members, all or none (admins only); each is `(email, name, tenant_roles)`.
+    pub async fn add_members(
         &self,
         by: &Principal,
-        email: Email,
-        name: Option<String>,
-        tenant_roles: Vec<TenantRole>,
-    ) -> Result<Member, ActorError> {
+        members: Vec<(Email, Option<String>, Vec<TenantRole>)>,
+    ) -> Result<Vec<Member>, ActorError> {
         let actor = by.member.clone();
         self.command(by, move |s, now| {
-            let member = Member {
-                id: MemberId::new(mint(MemberId::PREFIX, now, rand::random())),
-                email,
-                name,
-                tenant_roles,
-                created_at: now,
-            };
-            s.add_member(&actor, member)
+            let members = members
+                .into_iter()
+                .map(|(email, name, tenant_roles)| Member {
+                    id: MemberId::new(mint(MemberId::PREFIX, now, rand::random())),
+                    email,
+                    name,
+                    tenant_roles,
+                    created_at: now,
+                })
+                .collect();
+            s.add_members(&actor, members)
         })
         .await
     }
 
-    /// One member, for themselves or an admin.
-    pub async fn member(&self, by: &Principal, id: String) -> Result<Member, ActorError> {
+    /// One member and the named seats they hold, for themselves or an admin.
+    pub async fn member(
+        &self,
+        by: &Principal,
+        id: String,
+    ) -> Result<(Member, Vec<Seat>), ActorError> {
         let actor = by.member.clone();
-        self.query(move |s, _| s.member(&actor, &id).cloned()).await
+        self.query(move |s, now| {
+            let member = s.member(&actor, &id)?.clone();
+            let seats = s.seats_of(&member.id, now);
+            Ok((member, seats))
+        })
+        .await
+    }
+
+    /// Sets a member's tenant roles (admins; giving `owner` is the owner's transfer).
+    pub async fn change_roles(
+        &self,
+        by: &Principal,
+        id: String,
+        roles: Vec<TenantRole>,
+    ) -> Result<(Member, Vec<Seat>), ActorError> {
+        let actor = by.member.clone();
+        self.command(by, move |s, now| {
+            let changed = s.change_roles(&actor, &id, roles)?;
+            let seats = s.seats_of(&changed.value.id, now);
+            Ok(changed.map(|m| (m, seats)))
+        })
+        .await
+    }
+
+    /// Removes a member who holds no live session (admins only).
+    pub async fn remove_member(&self, by: &Principal, id: String) -> Result<(), ActorError> {
+        let actor = by.member.clone();
+        self.command(by, move |s, _| s.remove_member(&actor, &id))
+            .await
     }
 
     /// A page of members (admins only).
@@ -197,6 +231,80 @@ impl OrgHandle {
         let actor = by.member.clone();
         self.command(by, move |s, _| s.delete_pool(&actor, &id))
             .await
+    }
+
+    /// Gives each of `users` a seat of the pool, all or none.
+    pub async fn allocate(
+        &self,
+        by: &Principal,
+        pool: String,
+        users: Vec<String>,
+    ) -> Result<AllocationCounts, ActorError> {
+        let actor = by.member.clone();
+        self.command(by, move |s, now| s.allocate(&actor, &pool, &users, now))
+            .await
+    }
+
+    /// Takes the pool's seat from each of `users` that holds one.
+    pub async fn revoke(
+        &self,
+        by: &Principal,
+        pool: String,
+        users: Vec<String>,
+    ) -> Result<AllocationCounts, ActorError> {
+        let actor = by.member.clone();
+        self.command(by, move |s, _| s.revoke(&actor, &pool, &users))
+            .await
+    }
+
+    /// Takes the pool's seat from one member who holds it.
+    pub async fn revoke_one(
+        &self,
+        by: &Principal,
+        pool: String,
+        user: String,
+    ) -> Result<AllocationCounts, ActorError> {
+        let actor = by.member.clone();
+        self.command(by, move |s, _| s.revoke_one(&actor, &pool, &user))
+            .await
+    }
+
+    /// Moves a seat from one member to another.
+    pub async fn transfer(
+        &self,
+        by: &Principal,
+        pool: String,
+        from: String,
+        to: String,
+    ) -> Result<AllocationCounts, ActorError> {
+        let actor = by.member.clone();
+        self.command(by, move |s, now| s.transfer(&actor, &pool, &from, &to, now))
+            .await
+    }
+
+    /// A page of the members holding the pool's seats.
+    pub async fn allocations(
+        &self,
+        by: &Principal,
+        pool: String,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<Page<Member>, ActorError> {
+        let actor = by.member.clone();
+        self.query(move |s, _| s.allocations(&actor, &pool, after.as_deref(), limit))
+            .await
+    }
+
+    /// The usage report.
+    pub async fn usage(&self, by: &Principal) -> Result<Usage, ActorError> {
+        let actor = by.member.clone();
+        self.query(move |s, now| s.usage(&actor, now)).await
+    }
+
+    /// Whether `by` may do `action`; a denial answers 403.
+    pub async fn require(&self, by: &Principal, action: Action<'static>) -> Result<(), ActorError> {
+        let actor = by.member.clone();
+        self.query(move |s, _| s.require(&actor, action)).await
     }
 
     /// Acquires a seat, waiting up to `wait` for one. `gone` tells whether the caller

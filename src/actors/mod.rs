@@ -2,7 +2,7 @@
 //! state, so every change to an organization is serialized through one mailbox and a
 //! cap can never be raced past. The [`Directory`] finds actors and authenticates keys.
 
-mod clock;
+pub mod clock;
 mod directory;
 mod handle;
 mod org_actor;

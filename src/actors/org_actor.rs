@@ -14,7 +14,7 @@ use crate::domain::{
     AcquireRequest, Acquired, Actor as By, Applied, DomainError, Event, OrgState, SessionId,
     Timestamp, Turn, WaitLimits, Waiter,
 };
-use crate::store::{Ack, Durability, Store};
+use crate::store::{Ack, Change, Durability, Store};
 use crate::telemetry::metric;
 
 /// Leases ended by one expiry command: after a restart that finds many expired, the
@@ -93,13 +93,19 @@ impl OrgActor {
         applied: Applied<T>,
         durability: Durability,
     ) -> (T, Ack) {
-        let (value, events) = self.state.apply_all(applied);
+        let (value, events, audit) = self.state.apply_audited(applied);
         if events.is_empty() {
             return (value, Ack::done());
         }
-        let ack = self
-            .store
-            .append(self.state.id(), self.seq + 1, now, by, &events, durability);
+        let change = Change {
+            org: self.state.id(),
+            first_seq: self.seq + 1,
+            at: now,
+            actor: by,
+            events: &events,
+            audit: &audit,
+        };
+        let ack = self.store.append(change, durability);
         self.seq += events.len() as u64;
         self.journal_len += events.len() as u64;
         // Compact once the journal outgrows twice the state: each snapshot's cost is paid
@@ -115,7 +121,10 @@ impl OrgActor {
         self.seats_freed |= events.iter().any(|e| {
             matches!(
                 e,
-                Event::LeaseEnded { .. } | Event::PoolCreated(_) | Event::PoolChanged(_)
+                Event::LeaseEnded { .. }
+                    | Event::PoolCreated(_)
+                    | Event::PoolChanged(_)
+                    | Event::Allocated { .. }
             )
         });
         self.observe(&events);
@@ -212,7 +221,16 @@ impl OrgActor {
         // Nobody waits for expiry: a restart that lost it gives the lease one more ttl
         // at most, as it does a lost release.
         self.commit(&By::System, now, expired, Durability::Journaled);
+        // Redone after a restart that lost it: the deadline is the pool's expiry, which
+        // stays passed.
+        let lapsed = self.state.lapse_pools(now);
+        self.commit(&By::System, now, lapsed, Durability::Journaled);
         for (w, err) in self.state.timed_out(now) {
+            if let Some(waiter) = self.state.waiter(w) {
+                let r = &waiter.request;
+                let (by, denial) = (member_of(r), self.state.denial(&r.member, &r.product, now));
+                self.commit(&by, now, denial, Durability::Journaled);
+            }
             metrics::counter!(metric::SESSIONS_DENIED).increment(1);
             self.answer(w, Err(err.into()));
         }
@@ -378,6 +396,9 @@ impl Handler<Acquire> for OrgActor {
             Err(e) => {
                 if matches!(e, DomainError::SeatCapReached { .. }) {
                     metrics::counter!(metric::SESSIONS_DENIED).increment(1);
+                    let r = &msg.request;
+                    let denial = self.state.denial(&r.member, &r.product, now);
+                    self.commit(&member_of(r), now, denial, Durability::Journaled);
                 }
                 Err(e.into())
             }

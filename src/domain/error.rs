@@ -2,6 +2,8 @@
 
 use thiserror::Error;
 
+use super::Lease;
+
 /// A refused command. The HTTP layer maps each variant to one status and code.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum DomainError {
@@ -34,9 +36,20 @@ pub enum DomainError {
     /// The key the request came with was revoked while it waited.
     #[error("the API key of this request was revoked")]
     KeyRevoked,
-    /// The change would break an invariant or duplicate something unique.
+    /// The change would break an invariant or duplicate something unique; `live` and
+    /// `allocated` are the counts that stand in its way, where those are why.
     #[error("{message}")]
-    Conflict { message: String, live: Option<u32> },
+    Conflict {
+        message: String,
+        live: Option<u32>,
+        allocated: Option<u32>,
+    },
+    /// Allocating these members would exceed the pool's seats; nothing was allocated.
+    #[error("{requested} members need a seat and {free} seats are free; nothing was allocated")]
+    QuotaExceeded { free: u32, requested: u32 },
+    /// The member holds live sessions; end them first.
+    #[error("the member has {} live sessions; end them first", sessions.len())]
+    UserSignedIn { sessions: Vec<Lease> },
     /// A well-formed value that the rules do not accept.
     #[error("{field}: {message}")]
     Invalid {
@@ -59,6 +72,7 @@ impl DomainError {
         DomainError::Conflict {
             message: message.into(),
             live: None,
+            allocated: None,
         }
     }
 }

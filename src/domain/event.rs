@@ -2,7 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{ApiKey, KeyId, Lease, Member, MemberId, OrgId, Pool, PoolId, SessionId, Timestamp};
+use super::{
+    ApiKey, KeyId, Lease, Member, MemberId, OrgId, Pool, PoolId, SessionId, TenantRole, Timestamp,
+};
 
 /// Why a lease ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,6 +35,16 @@ impl EndReason {
     }
 }
 
+/// Why a member no longer holds a seat of a pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Release {
+    /// An admin revoked it.
+    Revoked,
+    /// The member left the organization.
+    Removed,
+}
+
 /// Who caused a change; journaled with every event (the audit log reads it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Actor {
@@ -54,6 +66,15 @@ pub enum Event {
         at: Timestamp,
     },
     MemberAdded(Member),
+    MemberRolesChanged {
+        id: MemberId,
+        tenant_roles: Vec<TenantRole>,
+    },
+    /// The member's keys were revoked and their seats released by earlier events of the
+    /// same change.
+    MemberRemoved {
+        id: MemberId,
+    },
     KeyCreated(ApiKey),
     KeyRevoked {
         id: KeyId,
@@ -62,6 +83,32 @@ pub enum Event {
     PoolChanged(Pool),
     PoolDeleted {
         id: PoolId,
+    },
+    /// The pool's `expires_at` passed: its named allocations are released.
+    PoolLapsed {
+        id: PoolId,
+    },
+    /// A named seat given to a member, or a member added to a floating pool's entitled
+    /// list.
+    Allocated {
+        pool: PoolId,
+        member: MemberId,
+    },
+    /// The opposite of [`Event::Allocated`].
+    Deallocated {
+        pool: PoolId,
+        member: MemberId,
+        reason: Release,
+    },
+    /// One member's seat moved to another in one step.
+    Transferred {
+        pool: PoolId,
+        from: MemberId,
+        to: MemberId,
+    },
+    /// An acquire was refused because these pools (all that could serve it) were full.
+    Denied {
+        pools: Vec<PoolId>,
     },
     LeaseGranted(std::sync::Arc<Lease>),
     LeaseRenewed {

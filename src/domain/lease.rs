@@ -169,6 +169,15 @@ impl Leases {
         out
     }
 
+    /// The live leases of `member`. Scans every lease: only removing a member asks.
+    pub fn of_member(&self, member: &MemberId) -> Vec<Lease> {
+        self.by_id
+            .values()
+            .filter(|l| &l.member == member)
+            .map(|l| Lease::clone(l))
+            .collect()
+    }
+
     /// Ids of the leases taken with `key`. Scans every lease: revocation is rare, and an
     /// index would cost memory on every lease.
     pub fn taken_with(&self, key: &KeyId) -> Vec<SessionId> {

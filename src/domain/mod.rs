@@ -18,13 +18,14 @@ pub mod time;
 pub mod waiters;
 
 pub use error::DomainError;
-pub use event::{Actor, EndReason, Event};
+pub use event::{Actor, EndReason, Event, Release};
 pub use ids::{KeyId, MemberId, OrgId, PoolId, SessionId};
 pub use key::{ApiKey, Scope, Scopes};
 pub use lease::{AcquireRequest, Lease};
 pub use member::{Email, Member, TenantRole};
 pub use org::{
-    Acquired, Action, Applied, Decision, LeaseSet, OrgState, PoolStatus, Snapshot, Turn,
+    Acquired, Action, AllocationCounts, Applied, Audit, AuditEntry, Decision, LeaseSet, OrgState,
+    PoolStatus, PoolUsage, ProductUsage, Seat, Snapshot, Turn, Usage,
 };
 pub use page::Page;
 pub use pool::{Pool, PoolKind, PoolPatch, PoolSource, PoolSpec};

@@ -46,6 +46,23 @@ pub struct Pool {
     pub ttl_seconds: u32,
     pub max_machines: u32,
     pub created_at: Timestamp,
+    /// Members holding a seat of a named pool.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub allocated: BTreeSet<MemberId>,
+    /// Most sessions live at once since the pool was created.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub peak: u32,
+    /// Acquires refused while this pool, like every other that could serve them, was full.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub denials: u64,
+    /// Set once the pool's expiry has been carried out (its allocations released); a
+    /// later expiry set by `PATCH` clears it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub lapsed: bool,
+}
+
+fn is_zero<T: Default + PartialEq>(n: &T) -> bool {
+    *n == T::default()
 }
 
 impl Pool {
@@ -59,6 +76,25 @@ impl Pool {
         self.entitled
             .as_ref()
             .is_none_or(|list| list.contains(member))
+    }
+
+    /// Products a seat of this pool gives: its own, then those it includes.
+    pub fn products(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(&*self.product).chain(self.includes.iter().map(String::as_str))
+    }
+
+    /// Seats handed out: named allocations, or a floating pool's explicit entitled list
+    /// (0 while every member is entitled).
+    pub fn allocated_count(&self) -> u32 {
+        match self.kind {
+            PoolKind::Named => self.allocated.len() as u32,
+            PoolKind::Floating => self.entitled.as_ref().map_or(0, |l| l.len() as u32),
+        }
+    }
+
+    /// Whether `member` holds a named seat of this pool.
+    pub fn holds(&self, member: &MemberId) -> bool {
+        self.kind == PoolKind::Named && self.allocated.contains(member)
     }
 }
 

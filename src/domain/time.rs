@@ -29,6 +29,19 @@ impl Timestamp {
         Timestamp((self.0 + 999).div_euclid(1000) * 1000)
     }
 
+    /// The instant as RFC 3339 UTC (`2026-11-23T10:00:00Z`; milliseconds only when it
+    /// has them): how times are written on the wire and in the audit log.
+    pub fn rfc3339(self) -> String {
+        let nanos = self.0 as i128 * 1_000_000;
+        time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+            .ok()
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .unwrap_or_default()
+    }
+
     /// Whole seconds from `self` until `later`, rounded up, at least 1.
     pub fn secs_until(self, later: Timestamp) -> u64 {
         let ms = (later.0 - self.0).max(0);

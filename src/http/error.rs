@@ -7,6 +7,7 @@ use actix_web::{HttpResponse, ResponseError};
 use serde_json::{json, Map, Value};
 use thiserror::Error;
 
+use super::sessions::SessionView;
 use crate::actors::ActorError;
 use crate::domain::DomainError;
 
@@ -88,11 +89,27 @@ impl ApiError {
                     (StatusCode::TOO_MANY_REQUESTS, "rate_limited")
                 }
                 DomainError::KeyRevoked => (StatusCode::UNAUTHORIZED, "unauthorized"),
-                DomainError::Conflict { live, .. } => {
+                DomainError::Conflict {
+                    live, allocated, ..
+                } => {
                     if let Some(live) = live {
                         extra.insert("live".into(), json!(live));
                     }
+                    if let Some(allocated) = allocated {
+                        extra.insert("allocated".into(), json!(allocated));
+                    }
                     (StatusCode::CONFLICT, "conflict")
+                }
+                DomainError::QuotaExceeded { free, requested } => {
+                    extra.insert("free".into(), json!(free));
+                    extra.insert("requested".into(), json!(requested));
+                    (StatusCode::CONFLICT, "quota_exceeded")
+                }
+                DomainError::UserSignedIn { sessions } => {
+                    let list: Vec<SessionView> =
+                        sessions.iter().cloned().map(SessionView::from).collect();
+                    extra.insert("sessions".into(), json!(list));
+                    (StatusCode::CONFLICT, "user_signed_in")
                 }
                 DomainError::Invalid { field, .. } => {
                     extra.insert("field".into(), json!(field));

@@ -1,6 +1,7 @@
 //! The wire: routes, extractors, and the mapping of errors to statuses. Handlers stay
 //! thin: parse, authorize, send one message to an organization actor, render.
 
+mod allocations;
 mod auth;
 mod body;
 mod error;
@@ -9,6 +10,7 @@ mod ops;
 mod orgs;
 pub(crate) mod peer;
 mod pools;
+mod reports;
 mod sessions;
 mod users;
 pub mod wire;
@@ -32,6 +34,8 @@ use crate::tokens::Signer;
 pub struct AppState {
     pub directory: Directory,
     pub signer: Signer,
+    /// For reads that need no actor: the audit log.
+    pub store: crate::store::Store,
     /// SHA-256 of the operator's bootstrap token.
     pub operator_hash: [u8; 32],
     pub max_wait_seconds: u64,
@@ -64,7 +68,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::post().to(users::create))
                 .route(web::get().to(users::list)),
         )
-        .route("/v1/orgs/{org}/users/{user}", web::get().to(users::get))
+        .service(
+            web::resource("/v1/orgs/{org}/users/{user}")
+                .route(web::get().to(users::get))
+                .route(web::patch().to(users::update))
+                .route(web::delete().to(users::delete)),
+        )
         .service(
             web::resource("/v1/orgs/{org}/users/{user}/api-keys")
                 .route(web::post().to(keys::create))
@@ -85,6 +94,26 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::patch().to(pools::update))
                 .route(web::delete().to(pools::delete)),
         )
+        .service(
+            web::resource("/v1/orgs/{org}/pools/{pool}/allocations")
+                .route(web::post().to(allocations::create))
+                .route(web::get().to(allocations::list)),
+        )
+        // Before `allocations/{user}`, which would take these names as a user.
+        .route(
+            "/v1/orgs/{org}/pools/{pool}/allocations/revoke",
+            web::post().to(allocations::revoke),
+        )
+        .route(
+            "/v1/orgs/{org}/pools/{pool}/allocations/transfer",
+            web::post().to(allocations::transfer),
+        )
+        .route(
+            "/v1/orgs/{org}/pools/{pool}/allocations/{user}",
+            web::delete().to(allocations::delete),
+        )
+        .route("/v1/orgs/{org}/usage", web::get().to(reports::usage))
+        .route("/v1/orgs/{org}/audit", web::get().to(reports::audit))
         .route("/v1/orgs/{org}/sessions", web::get().to(sessions::list))
         .route(
             "/v1/orgs/{org}/sessions/{id}",

@@ -37,6 +37,8 @@ pub struct PoolView {
     product: String,
     kind: PoolKind,
     seats: u32,
+    /// Named seats allocated, or the length of a floating pool's entitled list.
+    allocated: u32,
     live: u32,
     waiting: u32,
     expired: bool,
@@ -62,6 +64,7 @@ impl PoolView {
             product: p.product.to_string(),
             kind: p.kind,
             seats: p.seats,
+            allocated: p.allocated_count(),
             live,
             waiting,
             expired,

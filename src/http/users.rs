@@ -3,15 +3,29 @@
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 
+use super::body::parse;
 use super::wire::{rfc3339, List};
 use super::{ApiError, AppState, Caller, Json, PageQuery};
-use crate::domain::{Email, Member, TenantRole};
+use crate::domain::{Email, Member, Seat, TenantRole};
 
+/// One member to add.
 #[derive(Deserialize)]
-pub struct CreateUser {
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
     email: String,
     name: Option<String>,
     #[serde(default)]
+    tenant_roles: Vec<TenantRole>,
+}
+
+/// Many members at once, added all or none.
+#[derive(Deserialize)]
+pub struct NewUsers {
+    users: Vec<NewUser>,
+}
+
+#[derive(Deserialize)]
+pub struct UpdateUser {
     tenant_roles: Vec<TenantRole>,
 }
 
@@ -23,6 +37,15 @@ pub struct UserView {
     name: Option<String>,
     tenant_roles: Vec<TenantRole>,
     created_at: String,
+    /// Named seats, on reads of one member.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seats: Option<Vec<SeatView>>,
+}
+
+#[derive(Serialize)]
+struct SeatView {
+    product: String,
+    pool: String,
 }
 
 impl From<Member> for UserView {
@@ -33,24 +56,57 @@ impl From<Member> for UserView {
             name: m.name,
             tenant_roles: m.tenant_roles,
             created_at: rfc3339(m.created_at),
+            seats: None,
         }
     }
 }
 
-/// Adds a member.
+impl UserView {
+    fn with_seats((member, seats): (Member, Vec<Seat>)) -> UserView {
+        let seats = seats
+            .into_iter()
+            .map(|s| SeatView {
+                product: s.product,
+                pool: s.pool.to_string(),
+            })
+            .collect();
+        UserView {
+            seats: Some(seats),
+            ..UserView::from(member)
+        }
+    }
+}
+
+/// Adds a member (201 with it), or several (201 with `{items}`), all or none.
 pub async fn create(
     state: web::Data<AppState>,
     caller: Caller,
     org: web::Path<String>,
-    body: Json<CreateUser>,
+    body: Json<serde_json::Value>,
 ) -> Result<HttpResponse, ApiError> {
     let (org, actor) = caller.admin_of(&state, &org)?;
-    let body = body.0;
-    let email = Email::parse(&body.email)?;
-    let member = org
-        .add_member(&actor, email, body.name, body.tenant_roles)
-        .await?;
-    Ok(HttpResponse::Created().json(UserView::from(member)))
+    // Parsed again as the shape it has, so a bad field is named as in any other body.
+    let many = body.0.get("users").is_some();
+    let bytes = serde_json::to_vec(&body.0).expect("JSON values always serialize");
+    let users = if many {
+        parse::<NewUsers>(&bytes)?.users
+    } else {
+        vec![parse::<NewUser>(&bytes)?]
+    };
+    let members = users
+        .into_iter()
+        .map(|u| Ok((Email::parse(&u.email)?, u.name, u.tenant_roles)))
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    let added = org.add_members(&actor, members).await?;
+    let mut views: Vec<UserView> = added.into_iter().map(UserView::from).collect();
+    if many {
+        Ok(HttpResponse::Created().json(List {
+            items: views,
+            next: None,
+        }))
+    } else {
+        Ok(HttpResponse::Created().json(views.remove(0)))
+    }
 }
 
 /// Lists members.
@@ -65,7 +121,7 @@ pub async fn list(
     Ok(HttpResponse::Ok().json(List::of(page, UserView::from)))
 }
 
-/// One member.
+/// One member with their named seats.
 pub async fn get(
     state: web::Data<AppState>,
     caller: Caller,
@@ -74,5 +130,30 @@ pub async fn get(
     let (org, user) = path.into_inner();
     let (org, actor) = caller.admin_of(&state, &org)?;
     let member = org.member(&actor, user).await?;
-    Ok(HttpResponse::Ok().json(UserView::from(member)))
+    Ok(HttpResponse::Ok().json(UserView::with_seats(member)))
+}
+
+/// Sets a member's tenant roles; giving `owner` transfers ownership.
+pub async fn update(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+    body: Json<UpdateUser>,
+) -> Result<HttpResponse, ApiError> {
+    let (org, user) = path.into_inner();
+    let (org, actor) = caller.admin_of(&state, &org)?;
+    let member = org.change_roles(&actor, user, body.0.tenant_roles).await?;
+    Ok(HttpResponse::Ok().json(UserView::with_seats(member)))
+}
+
+/// Removes a member: 409 `user_signed_in` with their sessions while they hold any.
+pub async fn delete(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (org, user) = path.into_inner();
+    let (org, actor) = caller.admin_of(&state, &org)?;
+    org.remove_member(&actor, user).await?;
+    Ok(HttpResponse::NoContent().finish())
 }

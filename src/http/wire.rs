@@ -9,11 +9,7 @@ use crate::domain::{Page, Timestamp};
 /// Renders a timestamp as RFC 3339 UTC (`2026-11-23T10:00:00Z`; milliseconds only when
 /// the instant has them).
 pub fn rfc3339(ts: Timestamp) -> String {
-    let nanos = ts.millis() as i128 * 1_000_000;
-    OffsetDateTime::from_unix_timestamp_nanos(nanos)
-        .ok()
-        .and_then(|t| t.format(&Rfc3339).ok())
-        .unwrap_or_default()
+    ts.rfc3339()
 }
 
 /// Parses an RFC 3339 time with any offset.

@@ -1,10 +1,14 @@
 //! Durability: every organization's events in a sled journal, compacted by snapshots.
 //!
-//! Three trees, named after what they hold:
+//! Trees, named after what they hold:
 //! - `journal`: `{org}\0{seq:be64}` → an entry of the org's records from event `seq`
 //!   on ([`record::Entry`]: each a [`record::Record`] `{v, at, actor, event}` in JSON):
 //!   the writer joins what one org journals in a round into one entry, so a round costs
 //!   sled one insert per org rather than one per event;
+//! - `audit`: `{org}\0{seq:be64}{n:be32}` → the `n`th audit entry of a change, caused
+//!   by its event `seq` ([`audit`]), written in the same atomic write as its journal
+//!   entry and kept apart from the journal: compaction drops journal history, never
+//!   audit history (which a retention period prunes);
 //! - `meta`: server metadata (the token signing key).
 //!
 //! Snapshots are files beside sled, `snapshots/{org}.snap` (the state after event `seq`
@@ -25,6 +29,7 @@
 //! and recovery refuses an org whose journal has a gap after its snapshot rather than
 //! start with state silently missing.
 
+pub mod audit;
 pub mod record;
 mod snapfiles;
 pub mod snapshot;
@@ -38,7 +43,7 @@ use std::thread::JoinHandle;
 use thiserror::Error;
 use tokio::sync::oneshot;
 
-use crate::domain::{Actor, Event, OrgId, OrgState, Snapshot, Timestamp};
+use crate::domain::{Actor, Audit, Event, OrgId, OrgState, Page, Snapshot, Timestamp};
 use record::{decode_record, split_entry, Entry};
 pub use writer::Faults;
 use writer::Op;
@@ -126,10 +131,23 @@ pub struct Recovered {
     pub journal_len: u64,
 }
 
+/// One change of an organization as the store journals it.
+#[derive(Debug, Clone, Copy)]
+pub struct Change<'a> {
+    pub org: &'a OrgId,
+    /// The sequence number of its first event.
+    pub first_seq: u64,
+    pub at: Timestamp,
+    pub actor: &'a Actor,
+    pub events: &'a [Event],
+    pub audit: &'a [Audit],
+}
+
 /// The durable store. Cheap to clone; all clones share one writer.
 #[derive(Clone)]
 pub struct Store {
     meta: sled::Tree,
+    audit: sled::Tree,
     tx: mpsc::Sender<Op>,
     /// Snapshots to encode, off the actors' and the writer's threads.
     snapshots: mpsc::Sender<Encode>,
@@ -195,6 +213,7 @@ impl Store {
         };
         let (recovered, entries) = recover(&db, &trees)?;
         let meta = db.open_tree("meta")?;
+        let audit = db.open_tree("audit")?;
         let (tx, rx) = mpsc::channel();
         let (snapshots, pending) = mpsc::channel();
         spawn_encoder(
@@ -203,9 +222,10 @@ impl Store {
             tx.clone(),
             faults.dead.clone(),
         );
-        let handle = writer::spawn(db, trees.journal, rx, entries, faults);
+        let handle = writer::spawn(db, trees.journal, audit.clone(), rx, entries, faults);
         let store = Store {
             meta,
+            audit,
             tx,
             snapshots,
             writer: Arc::new(Mutex::new(Some(handle))),
@@ -213,18 +233,19 @@ impl Store {
         Ok((store, recovered))
     }
 
-    /// Journals `events` of `org`, caused by `actor` at `at`, as sequence numbers
-    /// `first_seq..`, after everything appended before. For [`Durability::Flushed`] the
-    /// [`Ack`] resolves once they are flushed; for [`Durability::Journaled`] at once.
-    pub fn append(
-        &self,
-        org: &OrgId,
-        first_seq: u64,
-        at: Timestamp,
-        actor: &Actor,
-        events: &[Event],
-        durability: Durability,
-    ) -> Ack {
+    /// Journals a change: its events as sequence numbers `first_seq..`, after everything
+    /// appended before, and its audit entries in the same atomic write. For
+    /// [`Durability::Flushed`] the [`Ack`] resolves once both are flushed; for
+    /// [`Durability::Journaled`] at once.
+    pub fn append(&self, change: Change, durability: Durability) -> Ack {
+        let Change {
+            org,
+            first_seq,
+            at,
+            actor,
+            events,
+            audit,
+        } = change;
         if events.is_empty() {
             return Ack::done();
         }
@@ -232,11 +253,26 @@ impl Store {
         for e in events {
             entry.push(at, actor, e);
         }
+        let audit = audit
+            .iter()
+            .enumerate()
+            .map(|(sub, a)| {
+                audit::encode(
+                    org,
+                    first_seq + a.event as u64,
+                    sub as u32,
+                    at,
+                    actor,
+                    &a.entry,
+                )
+            })
+            .collect();
         let append = |done| Op::Append {
             org: org.clone(),
             first_seq,
             count: events.len() as u64,
             entry,
+            audit,
             done,
         };
         match durability {
@@ -247,6 +283,21 @@ impl Store {
                 Ack::done()
             }
         }
+    }
+
+    /// Deletes the audit entries written before `cutoff`; answers how many.
+    pub fn prune_audit(&self, cutoff: Timestamp) -> Result<usize, StoreError> {
+        audit::prune(&self.audit, cutoff)
+    }
+
+    /// A page of `org`'s audit log, newest first, strictly older than `before`.
+    pub fn audit_page(
+        &self,
+        org: &OrgId,
+        before: Option<audit::Cursor>,
+        limit: usize,
+    ) -> Result<Page<audit::Logged>, StoreError> {
+        audit::page(&self.audit, org, before, limit)
     }
 
     /// Writes `snapshot` as the state after event `seq`, superseding the journal entries

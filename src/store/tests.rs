@@ -39,6 +39,24 @@ fn history(n: usize) -> Vec<Event> {
     events
 }
 
+/// A change of `events` with no audit entries.
+fn change<'a>(
+    org: &'a OrgId,
+    first_seq: u64,
+    at: Timestamp,
+    actor: &'a Actor,
+    events: &'a [Event],
+) -> Change<'a> {
+    Change {
+        org,
+        first_seq,
+        at,
+        actor,
+        events,
+        audit: &[],
+    }
+}
+
 fn replay(events: &[Event]) -> OrgState {
     let mut state = OrgState::empty(OrgId::new("org_t"));
     for e in events {
@@ -95,11 +113,13 @@ fn write(dir: &Path, faults: Faults, events: &[Event], every: usize) -> usize {
         for (i, e) in events.iter().enumerate() {
             let seq = i as u64 + 1;
             let ack = store.append(
-                &org,
-                seq,
-                Timestamp(2),
-                &Actor::System,
-                std::slice::from_ref(e),
+                change(
+                    &org,
+                    seq,
+                    Timestamp(2),
+                    &Actor::System,
+                    std::slice::from_ref(e),
+                ),
                 Durability::Flushed,
             );
             since_snapshot += 1;
@@ -179,7 +199,7 @@ fn open_with_a_gap(last_kept: usize, snapshot: Option<u64>) -> StoreError {
             let kept = &events[..last_kept];
             let by = &Actor::System;
             store
-                .append(&org, 1, Timestamp(2), by, kept, Durability::Flushed)
+                .append(change(&org, 1, Timestamp(2), by, kept), Durability::Flushed)
                 .durable()
                 .await
                 .unwrap();
@@ -190,7 +210,10 @@ fn open_with_a_gap(last_kept: usize, snapshot: Option<u64>) -> StoreError {
             let rest = &events[last_kept + 1..];
             let from = last_kept as u64 + 2;
             store
-                .append(&org, from, Timestamp(2), by, rest, Durability::Flushed)
+                .append(
+                    change(&org, from, Timestamp(2), by, rest),
+                    Durability::Flushed,
+                )
                 .durable()
                 .await
                 .unwrap();
@@ -268,7 +291,16 @@ fn golden_records_of_this_version_still_decode() {
     let snapshot = snapshot::decode(b"golden", GOLDEN_SNAPSHOT.trim().as_bytes()).unwrap();
     assert_eq!(snapshot.seq, 13);
     let restored = OrgState::restore(snapshot.state);
-    assert_eq!(image(&restored), image(&state));
+    // Pools' peaks came after this snapshot was written: restoring one knows only the
+    // leases still live, where replay saw every grant.
+    let without_peaks = |state: &OrgState| {
+        let mut image = image(state);
+        for pool in image["pools"].as_array_mut().unwrap() {
+            pool.as_object_mut().unwrap().remove("peak");
+        }
+        image
+    };
+    assert_eq!(without_peaks(&restored), without_peaks(&state));
     assert!(restored.lease("ses_golden2").is_some());
     assert_eq!(
         restored.lease("ses_golden2").map(|l| l.key.clone()),
@@ -315,7 +347,7 @@ fn an_entry_a_snapshot_cuts_through_is_replayed_from_the_cut() {
         let by = &Actor::System;
         let rest = &events[6..];
         store
-            .append(&org, 7, Timestamp(2), by, rest, Durability::Flushed)
+            .append(change(&org, 7, Timestamp(2), by, rest), Durability::Flushed)
             .durable()
             .await
             .unwrap();
@@ -429,10 +461,11 @@ fn a_heartbeat_lost_before_its_flush_keeps_its_promise() {
         let (store, _) = Store::open_with(dir.path(), faults).unwrap();
         block_on(async {
             let by = &Actor::System;
-            let flushed = store.append(&org, 1, t0, by, &events, Durability::Flushed);
+            let flushed = store.append(change(&org, 1, t0, by, &events), Durability::Flushed);
             flushed.durable().await.unwrap();
             let seq = events.len() as u64 + 1;
-            let journaled = store.append(&org, seq, t1, by, &renewal, Durability::Journaled);
+            let journaled =
+                store.append(change(&org, seq, t1, by, &renewal), Durability::Journaled);
             // Answered at once, as the heartbeat's client was.
             journaled.durable().await.unwrap();
             let _ = store.close().await;
@@ -551,11 +584,7 @@ fn a_half_written_snapshot_file_is_ignored() {
         block_on(async {
             store
                 .append(
-                    &org,
-                    1,
-                    Timestamp(2),
-                    &Actor::System,
-                    &events,
+                    change(&org, 1, Timestamp(2), &Actor::System, &events),
                     Durability::Flushed,
                 )
                 .durable()

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use sled::Transactional;
 use tokio::sync::oneshot;
 
 use super::record::Entry;
@@ -60,6 +61,8 @@ pub(super) enum Op {
         first_seq: u64,
         count: u64,
         entry: Entry,
+        /// The change's audit entries as `(key, value)`, written atomically with it.
+        audit: Vec<(Vec<u8>, Vec<u8>)>,
         done: Option<Done>,
     },
     /// A snapshot of `org` after event `seq` is durable (the snapshot thread wrote and
@@ -78,13 +81,14 @@ pub(super) enum Op {
 pub(super) fn spawn(
     db: sled::Db,
     journal: sled::Tree,
+    audit: sled::Tree,
     rx: mpsc::Receiver<Op>,
     entries: Entries,
     faults: Faults,
 ) -> JoinHandle<()> {
     std::thread::Builder::new()
         .name("store-writer".into())
-        .spawn(move || run(db, journal, rx, entries, faults))
+        .spawn(move || run(db, journal, audit, rx, entries, faults))
         .expect("spawn store writer")
 }
 
@@ -102,6 +106,7 @@ struct Pending {
     groups: Vec<Group>,
     group_of: HashMap<OrgId, usize>,
     snapshotted: Vec<(OrgId, u64)>,
+    audit: Vec<(Vec<u8>, Vec<u8>)>,
     waiting: Vec<Done>,
     ops: usize,
     /// When the oldest op not yet written arrived.
@@ -119,9 +124,11 @@ impl Pending {
                 first_seq,
                 count,
                 entry,
+                audit,
                 done,
             } => {
                 self.waiting.extend(done);
+                self.audit.extend(audit);
                 // An org's appends arrive in sequence order (one actor per org, its
                 // sequence only rising), so they extend its group.
                 match self.group_of.get(&org).map(|&i| &mut self.groups[i]) {
@@ -161,6 +168,7 @@ impl Pending {
 fn run(
     db: sled::Db,
     journal: sled::Tree,
+    audit: sled::Tree,
     rx: mpsc::Receiver<Op>,
     mut entries: Entries,
     faults: Faults,
@@ -227,8 +235,30 @@ fn run(
             let _ = db.flush();
             return;
         }
-        if let Err(e) = journal.apply_batch(batch) {
-            fail(e);
+        if round.audit.is_empty() {
+            if let Err(e) = journal.apply_batch(batch) {
+                fail(e);
+            }
+        } else {
+            // Audit entries are written in one transaction with the journal entries of
+            // their changes: a crash keeps both or neither.
+            let mut logged = sled::Batch::default();
+            for (k, v) in round.audit {
+                logged.insert(k, v);
+            }
+            let written: sled::transaction::TransactionResult<(), ()> = (&journal, &audit)
+                .transaction(|(j, a)| {
+                    j.apply_batch(&batch)?;
+                    a.apply_batch(&logged)?;
+                    Ok(())
+                });
+            match written {
+                Ok(()) => {}
+                Err(sled::transaction::TransactionError::Storage(e)) => fail(e),
+                Err(sled::transaction::TransactionError::Abort(())) => {
+                    unreachable!("the transaction never aborts")
+                }
+            }
         }
         flush(&db);
         metrics::histogram!(metric::STORE_FLUSH_SECONDS).record(started.elapsed().as_secs_f64());

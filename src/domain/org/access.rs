@@ -19,6 +19,8 @@ pub enum Action<'a> {
     ManagePools,
     /// List the organization's sessions or end anyone's.
     ManageSessions,
+    /// Read the usage report and the audit log.
+    ReadReports,
 }
 
 /// An answer of [`OrgState::authorize`].
@@ -63,7 +65,10 @@ impl OrgState {
             }
         };
         match action {
-            Action::ManageMembers | Action::ManagePools | Action::ManageSessions => admin(),
+            Action::ManageMembers
+            | Action::ManagePools
+            | Action::ManageSessions
+            | Action::ReadReports => admin(),
             Action::ReadMember(target) | Action::ReadKeysOf(target) if target == who => {
                 Decision::allow("own account")
             }

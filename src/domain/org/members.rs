@@ -1,7 +1,7 @@
 //! Members and their API keys.
 
 use super::{check_name, Action, Applied, OrgState};
-use crate::domain::event::EndReason;
+use crate::domain::event::{EndReason, Release};
 use crate::domain::page::{self, page_of, Page};
 use crate::domain::{ApiKey, DomainError, Event, Member, MemberId, Scope, TenantRole, Timestamp};
 
@@ -59,29 +59,153 @@ impl OrgState {
         actor: &MemberId,
         member: Member,
     ) -> Result<Applied<Member>, DomainError> {
+        Ok(self
+            .add_members(actor, vec![member])?
+            .map(|mut added| added.remove(0)))
+    }
+
+    /// Adds members all-or-nothing: one refused (a duplicate e-mail, in the org or in
+    /// the list, or `owner` asked for) adds none.
+    pub fn add_members(
+        &self,
+        actor: &MemberId,
+        members: Vec<Member>,
+    ) -> Result<Applied<Vec<Member>>, DomainError> {
         self.require(actor, Action::ManageMembers)?;
-        if member.tenant_roles.contains(&TenantRole::Owner) {
-            return Err(DomainError::invalid(
-                "tenant_roles",
-                "an organization has exactly one owner; ownership is transferred, not assigned",
+        if members.is_empty() {
+            return Err(DomainError::invalid("users", "name at least one member"));
+        }
+        let mut seen = std::collections::HashSet::new();
+        let mut added = Vec::with_capacity(members.len());
+        for mut member in members {
+            check_roles_given(&member.tenant_roles)?;
+            if let Some(name) = &member.name {
+                member.name = Some(check_name("name", name)?);
+            }
+            if self.emails.contains_key(&member.email) || !seen.insert(member.email.clone()) {
+                return Err(DomainError::conflict(format!(
+                    "{} is already a member",
+                    member.email.as_str()
+                )));
+            }
+            member.tenant_roles.sort();
+            member.tenant_roles.dedup();
+            added.push(member);
+        }
+        Ok(Applied {
+            events: added.iter().cloned().map(Event::MemberAdded).collect(),
+            value: added,
+        })
+    }
+
+    /// Sets a member's tenant roles. Giving `owner` to another member transfers
+    /// ownership (only the owner may): the old owner becomes an administrator. The
+    /// owner's own roles keep `owner`, since an organization always has exactly one.
+    pub fn change_roles(
+        &self,
+        actor: &MemberId,
+        id: &str,
+        roles: Vec<TenantRole>,
+    ) -> Result<Applied<Member>, DomainError> {
+        self.require(actor, Action::ManageMembers)?;
+        let target = self
+            .members
+            .get(id)
+            .ok_or(DomainError::NotFound { what: "user" })?;
+        let mut roles = roles;
+        roles.sort();
+        roles.dedup();
+        let was_owner = target.tenant_roles.contains(&TenantRole::Owner);
+        let to_owner = roles.contains(&TenantRole::Owner);
+        let mut events = Vec::new();
+        match (was_owner, to_owner) {
+            (true, false) => {
+                return Err(DomainError::conflict(
+                    "an organization has exactly one owner; give `owner` to another member to \
+                     transfer ownership",
+                ))
+            }
+            (false, true) => {
+                let actor_is_owner = self
+                    .members
+                    .get(actor)
+                    .is_some_and(|m| m.tenant_roles.contains(&TenantRole::Owner));
+                if !actor_is_owner {
+                    return Err(DomainError::Forbidden(
+                        "only the owner may transfer ownership",
+                    ));
+                }
+                let old = self
+                    .members
+                    .get(actor)
+                    .expect("the actor is the owner, so a member");
+                let mut old_roles: Vec<TenantRole> = (old.tenant_roles.iter())
+                    .copied()
+                    .filter(|r| *r != TenantRole::Owner)
+                    .chain([TenantRole::Administrator])
+                    .collect();
+                old_roles.sort();
+                old_roles.dedup();
+                events.push(Event::MemberRolesChanged {
+                    id: old.id.clone(),
+                    tenant_roles: old_roles,
+                });
+            }
+            _ => {}
+        }
+        if roles != target.tenant_roles {
+            events.insert(
+                0,
+                Event::MemberRolesChanged {
+                    id: target.id.clone(),
+                    tenant_roles: roles.clone(),
+                },
+            );
+        }
+        Ok(Applied {
+            value: Member {
+                tenant_roles: roles,
+                ..target.clone()
+            },
+            events,
+        })
+    }
+
+    /// Removes a member: their keys are revoked and their seats released with them. The
+    /// owner cannot be removed (transfer ownership first), nor a member signed in.
+    pub fn remove_member(&self, actor: &MemberId, id: &str) -> Result<Applied<()>, DomainError> {
+        self.require(actor, Action::ManageMembers)?;
+        let target = self
+            .members
+            .get(id)
+            .ok_or(DomainError::NotFound { what: "user" })?;
+        if target.tenant_roles.contains(&TenantRole::Owner) {
+            return Err(DomainError::conflict(
+                "the owner cannot be removed; transfer ownership first",
             ));
         }
-        let mut member = member;
-        if let Some(name) = &member.name {
-            member.name = Some(check_name("name", name)?);
+        let sessions = self.leases.of_member(&target.id);
+        if !sessions.is_empty() {
+            return Err(DomainError::UserSignedIn { sessions });
         }
-        if self.emails.contains_key(&member.email) {
-            return Err(DomainError::conflict(format!(
-                "{} is already a member",
-                member.email.as_str()
-            )));
+        let id = &target.id;
+        let mut events: Vec<Event> = (self.keys.values())
+            .filter(|k| &k.member == id)
+            .map(|k| Event::KeyRevoked { id: k.id.clone() })
+            .collect();
+        for p in self.pools.values() {
+            let holds = p.allocated.contains(id)
+                || p.entitled.as_ref().is_some_and(|list| list.contains(id));
+            if holds {
+                events.push(Event::Deallocated {
+                    pool: p.id.clone(),
+                    member: id.clone(),
+                    reason: Release::Removed,
+                });
+            }
         }
-        member.tenant_roles.sort();
-        member.tenant_roles.dedup();
-        Ok(Applied {
-            value: member.clone(),
-            events: vec![Event::MemberAdded(member)],
-        })
+        events.push(Event::MemberRemoved { id: id.clone() });
+        Ok(Applied { value: (), events })
     }
 
     /// Stores a new key of `key.member`: members create their own, admins those of
@@ -156,4 +280,15 @@ impl OrgState {
         );
         Ok(Applied { value: (), events })
     }
+}
+
+/// Roles a member may be given when added: any but `owner`, of which there is one.
+fn check_roles_given(roles: &[TenantRole]) -> Result<(), DomainError> {
+    if roles.contains(&TenantRole::Owner) {
+        return Err(DomainError::invalid(
+            "tenant_roles",
+            "an organization has exactly one owner; ownership is transferred, not assigned",
+        ));
+    }
+    Ok(())
 }

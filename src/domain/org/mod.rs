@@ -10,9 +10,12 @@
 //! `members` (members and API keys), `pools`, `sessions` (leases and waiting).
 
 mod access;
+mod allocations;
+mod audit;
 mod members;
 mod pools;
 mod sessions;
+mod usage;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -20,13 +23,16 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 pub use access::{Action, Decision};
+pub use allocations::{AllocationCounts, Seat};
+pub use audit::{Audit, AuditEntry};
 pub use sessions::{Acquired, Turn};
+pub use usage::{PoolUsage, ProductUsage, Usage};
 
 use super::lease::Leases;
 use super::waiters::WaitQueues;
 use super::{
     ApiKey, DomainError, Email, Event, KeyId, Lease, Member, MemberId, OrgId, Pool, PoolId,
-    SessionId, TenantRole, Timestamp,
+    PoolKind, SessionId, TenantRole, Timestamp,
 };
 
 /// Lease time of a pool created without `ttl_seconds`.
@@ -214,6 +220,25 @@ impl OrgState {
                 self.emails.insert(m.email.clone(), m.id.clone());
                 self.members.insert(m.id.clone(), m.clone());
             }
+            Event::MemberRolesChanged { id, tenant_roles } => {
+                if let Some(m) = self.members.get_mut(id) {
+                    m.tenant_roles = tenant_roles.clone();
+                }
+            }
+            Event::MemberRemoved { id } => {
+                if let Some(m) = self.members.remove(id) {
+                    self.emails.remove(&m.email);
+                }
+                // The change revoked and released these by events of its own; a member
+                // gone must hold nothing even so.
+                self.keys.retain(|_, k| &k.member != id);
+                for p in self.pools.values_mut() {
+                    p.allocated.remove(id);
+                    if let Some(list) = &mut p.entitled {
+                        list.remove(id);
+                    }
+                }
+            }
             Event::KeyCreated(k) => {
                 self.keys.insert(k.id.clone(), k.clone());
             }
@@ -226,7 +251,51 @@ impl OrgState {
             Event::PoolDeleted { id } => {
                 self.pools.remove(id);
             }
-            Event::LeaseGranted(l) => self.leases.insert(self.shared(l)),
+            Event::PoolLapsed { id } => {
+                if let Some(p) = self.pools.get_mut(id) {
+                    p.lapsed = true;
+                    p.allocated.clear();
+                }
+            }
+            Event::Allocated { pool, member } => {
+                let member = self.shared_member(member);
+                if let Some(p) = self.pools.get_mut(pool) {
+                    match p.kind {
+                        PoolKind::Named => p.allocated.insert(member),
+                        PoolKind::Floating => p.entitled.get_or_insert_default().insert(member),
+                    };
+                }
+            }
+            Event::Deallocated { pool, member, .. } => {
+                if let Some(p) = self.pools.get_mut(pool) {
+                    p.allocated.remove(member);
+                    if let Some(list) = &mut p.entitled {
+                        list.remove(member);
+                    }
+                }
+            }
+            Event::Transferred { pool, from, to } => {
+                let to = self.shared_member(to);
+                if let Some(p) = self.pools.get_mut(pool) {
+                    if p.allocated.remove(from) {
+                        p.allocated.insert(to);
+                    }
+                }
+            }
+            Event::Denied { pools } => {
+                for id in pools {
+                    if let Some(p) = self.pools.get_mut(id) {
+                        p.denials += 1;
+                    }
+                }
+            }
+            Event::LeaseGranted(l) => {
+                self.leases.insert(self.shared(l));
+                let live = self.leases.live_in(&l.pool);
+                if let Some(p) = self.pools.get_mut(&l.pool) {
+                    p.peak = p.peak.max(live);
+                }
+            }
             Event::LeaseRenewed { id, expires_at } => self.leases.renew(id, *expires_at),
             Event::LeaseEnded { id, .. } => {
                 self.leases.remove(id);
@@ -265,12 +334,34 @@ impl OrgState {
         Arc::new(l)
     }
 
+    /// The member id as this org holds it (one allocation shared by every use).
+    fn shared_member(&self, id: &MemberId) -> MemberId {
+        self.members
+            .get_key_value(id)
+            .map_or_else(|| id.clone(), |(id, _)| id.clone())
+    }
+
     /// Applies a decided command's events and answers its value.
     pub fn apply_all<T>(&mut self, applied: Applied<T>) -> (T, Vec<Event>) {
         for e in &applied.events {
             self.apply(e);
         }
         (applied.value, applied.events)
+    }
+
+    /// [`OrgState::apply_all`], answering too the audit entries of the events, each
+    /// described against the state just before its event.
+    pub fn apply_audited<T>(&mut self, applied: Applied<T>) -> (T, Vec<Event>, Vec<Audit>) {
+        let mut audit = Vec::new();
+        for (i, e) in applied.events.iter().enumerate() {
+            audit.extend(
+                self.audit_of(e)
+                    .into_iter()
+                    .map(|entry| Audit { event: i, entry }),
+            );
+            self.apply(e);
+        }
+        (applied.value, applied.events, audit)
     }
 
     // ---- reads -------------------------------------------------------------------------

@@ -47,6 +47,12 @@ impl OrgState {
         if spec.expires_at.is_some_and(|at| at <= now) {
             return Err(DomainError::invalid("expires_at", "must be in the future"));
         }
+        if spec.kind == PoolKind::Floating && !spec.includes.is_empty() {
+            return Err(DomainError::invalid(
+                "includes",
+                "bundles are of named seats; a floating pool includes nothing",
+            ));
+        }
         for p in &spec.includes {
             check_product("includes", p)?;
             if *p == spec.product {
@@ -100,6 +106,10 @@ impl OrgState {
             ttl_seconds,
             max_machines,
             created_at: now,
+            allocated: Default::default(),
+            peak: 0,
+            denials: 0,
+            lapsed: false,
         };
         Ok(Applied {
             value: pool.clone(),
@@ -119,11 +129,22 @@ impl OrgState {
         let mut pool = self.pool(actor, id)?.clone();
         if let Some(seats) = patch.seats {
             let seats = check_seats(seats)?;
+            let allocated = pool.allocated.len() as u32;
+            if seats < allocated {
+                return Err(DomainError::Conflict {
+                    message: format!(
+                        "{allocated} seats of this pool are allocated; revoke some first"
+                    ),
+                    live: None,
+                    allocated: Some(allocated),
+                });
+            }
             let live = self.leases.live_in(&pool.id);
             if seats < live {
                 return Err(DomainError::Conflict {
                     message: format!("{live} sessions are live on this pool; end them first"),
                     live: Some(live),
+                    allocated: None,
                 });
             }
             pool.seats = seats;
@@ -133,6 +154,8 @@ impl OrgState {
                 return Err(DomainError::invalid("expires_at", "must be in the future"));
             }
             pool.expires_at = expires_at;
+            // A new expiry is carried out anew when it comes.
+            pool.lapsed = false;
         }
         Ok(Applied {
             value: self.pool_status(&pool, now),
@@ -148,6 +171,7 @@ impl OrgState {
             return Err(DomainError::Conflict {
                 message: format!("{live} sessions are live on this pool; end them first"),
                 live: Some(live),
+                allocated: None,
             });
         }
         Ok(Applied {
@@ -156,5 +180,23 @@ impl OrgState {
                 id: pool.id.clone(),
             }],
         })
+    }
+
+    /// Carries out the expiry of every pool whose `expires_at` has passed: its named
+    /// allocations are released. Its sessions end on their own, never renewed.
+    pub fn lapse_pools(&self, now: Timestamp) -> Applied<()> {
+        let events = (self.pools.values())
+            .filter(|p| !p.lapsed && !p.is_active(now))
+            .map(|p| Event::PoolLapsed { id: p.id.clone() })
+            .collect();
+        Applied { value: (), events }
+    }
+
+    /// The soonest expiry of a pool not yet carried out.
+    pub(super) fn next_pool_expiry(&self) -> Option<Timestamp> {
+        (self.pools.values())
+            .filter(|p| !p.lapsed)
+            .filter_map(|p| p.expires_at)
+            .min()
     }
 }

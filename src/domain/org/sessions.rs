@@ -365,6 +365,11 @@ impl OrgState {
         Ok(())
     }
 
+    /// A queued acquire.
+    pub fn waiter(&self, id: u64) -> Option<&Waiter> {
+        self.waiters.get(id)
+    }
+
     /// Takes a waiter out of the queue (answered, timed out or gone).
     pub fn dequeue(&mut self, id: u64) -> Option<Waiter> {
         self.waiters.remove(id)
@@ -429,12 +434,33 @@ impl OrgState {
             .collect()
     }
 
-    /// The next instant at which time alone changes something: a lease expires or a
-    /// waiter's patience ends.
+    /// The next instant at which time alone changes something: a lease expires, a
+    /// waiter's patience ends or a pool expires.
     pub fn next_deadline(&self) -> Option<Timestamp> {
-        match (self.leases.next_deadline(), self.waiters.next_deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            self.leases.next_deadline(),
+            self.waiters.next_deadline(),
+            self.next_pool_expiry(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// The record of an acquire refused for want of a seat: it counts as a denial on
+    /// every pool that could have served it.
+    pub fn denial(&self, member: &MemberId, product: &str, now: Timestamp) -> Applied<()> {
+        let pools: Vec<_> = (self
+            .entitled_pools(member, product, now)
+            .unwrap_or_default())
+        .into_iter()
+        .map(|p| p.id.clone())
+        .collect();
+        let events = if pools.is_empty() {
+            vec![]
+        } else {
+            vec![Event::Denied { pools }]
+        };
+        Applied { value: (), events }
     }
 }
