@@ -223,8 +223,10 @@ impl OrgActor {
         self.commit(&By::System, now, expired, Durability::Journaled);
         // Redone after a restart that lost it: the deadline is the pool's expiry, which
         // stays passed.
+        // Written at once (nobody waits): the audit log shows a release as soon as
+        // the pool does.
         let lapsed = self.state.lapse_pools(now);
-        self.commit(&By::System, now, lapsed, Durability::Journaled);
+        self.commit(&By::System, now, lapsed, Durability::Flushed);
         for (w, err) in self.state.timed_out(now) {
             if let Some(waiter) = self.state.waiter(w) {
                 let r = &waiter.request;

@@ -16,13 +16,13 @@ use time::format_description::well_known::Rfc3339;
 use crate::helpers::{eventually, TestApp, TestOrg, OPERATOR};
 
 /// The server binary running as a child process.
-struct Server {
+pub struct Server {
     child: Child,
-    app: TestApp,
+    pub app: TestApp,
 }
 
 impl Server {
-    fn start(dir: &Path) -> Server {
+    pub fn start(dir: &Path) -> Server {
         Server::start_with(dir, 100)
     }
 
@@ -61,7 +61,7 @@ impl Server {
         }
     }
 
-    fn kill_9(self) {
+    pub fn kill_9(self) {
         drop(self);
     }
 }

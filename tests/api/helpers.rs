@@ -144,6 +144,52 @@ impl TestApp {
         self.call(Method::DELETE, path, Some(key), None).await
     }
 
+    pub async fn patch(&self, path: &str, key: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::PATCH, path, Some(key), Some(body)).await
+    }
+
+    /// Creates a pool from `spec` (product, kind, seats, ...); answers its id.
+    pub async fn create_pool(&self, org: &TestOrg, spec: Value) -> String {
+        let (status, body) = self
+            .post(&format!("/v1/orgs/{}/pools", org.id), &org.owner_key, spec)
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["id"].as_str().unwrap().into()
+    }
+
+    /// Adds a member by e-mail; answers their id.
+    pub async fn add_member(&self, org: &TestOrg, email: &str) -> String {
+        let (status, user) = self
+            .post(
+                &format!("/v1/orgs/{}/users", org.id),
+                &org.owner_key,
+                json!({ "email": email }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{user}");
+        user["id"].as_str().unwrap().to_owned()
+    }
+
+    /// The organization's audit log, newest first, every page.
+    pub async fn audit(&self, org: &TestOrg) -> Vec<Value> {
+        let path = format!("/v1/orgs/{}/audit", org.id);
+        let mut items = Vec::new();
+        let mut before: Option<String> = None;
+        loop {
+            let url = match &before {
+                Some(b) => format!("{path}?limit=1000&before={b}"),
+                None => format!("{path}?limit=1000"),
+            };
+            let (status, body) = self.get(&url, &org.owner_key).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            items.extend(body["items"].as_array().unwrap().iter().cloned());
+            match body["next"].as_str() {
+                Some(n) => before = Some(n.to_owned()),
+                None => return items,
+            }
+        }
+    }
+
     /// Creates an organization through the operator token.
     pub async fn create_org(&self, name: &str) -> TestOrg {
         let email = format!("owner-{}@example.com", uuid::Uuid::new_v4());

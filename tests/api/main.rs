@@ -6,4 +6,5 @@ mod crash;
 mod errors;
 mod hardening;
 mod helpers;
+mod seats;
 mod sessions;

@@ -1,0 +1,539 @@
+//! Members, named seats, entitlement, bundles, expiry, usage and the audit log, from the
+//! outside.
+
+use std::time::{Duration, SystemTime};
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use crate::crash::Server;
+use crate::helpers::{eventually, spawn_app, TestApp, TestOrg};
+
+/// An RFC 3339 time `secs` from now.
+fn in_secs(secs: u64) -> String {
+    let t = SystemTime::now() + Duration::from_secs(secs);
+    OffsetDateTime::from(t).format(&Rfc3339).unwrap()
+}
+
+/// The actions of the audit log, newest first.
+fn actions(log: &[Value]) -> Vec<&str> {
+    log.iter().map(|e| e["action"].as_str().unwrap()).collect()
+}
+
+async fn allocations(app: &TestApp, org: &TestOrg, pool: &str) -> Vec<String> {
+    let path = format!("/v1/orgs/{}/pools/{pool}/allocations", org.id);
+    let items = app.all(&path, &org.owner_key).await;
+    items
+        .iter()
+        .map(|a| a["user"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn members_are_added_in_bulk_all_or_none_and_ownership_is_transferred() {
+    let app = spawn_app().await;
+    let org = app.create_org("members").await;
+    let users = format!("/v1/orgs/{}/users", org.id);
+
+    let (status, body) = app
+        .post(
+            &users,
+            &org.owner_key,
+            json!({"users": [
+                {"email": " Ann@Example.COM "},
+                {"email": "bob@example.com", "tenant_roles": ["administrator"]},
+            ]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let added = body["items"].as_array().unwrap();
+    assert_eq!(added[0]["email"], "ann@example.com");
+    let ann = added[0]["id"].as_str().unwrap().to_owned();
+    let bob = added[1]["id"].as_str().unwrap().to_owned();
+
+    // One duplicate refuses the whole list.
+    let (status, body) = app
+        .post(
+            &users,
+            &org.owner_key,
+            json!({"users": [{"email": "cy@example.com"}, {"email": "ANN@example.com"}]}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::CONFLICT, Some("conflict"))
+    );
+    let listed = app.all(&users, &org.owner_key).await;
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    let (status, body) = app
+        .post(&users, &org.owner_key, json!({"email": "not-an-address"}))
+        .await;
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("email"))
+    );
+
+    let user = |id: &str| format!("{users}/{id}");
+    let (status, body) = app
+        .patch(
+            &user(&ann),
+            &org.owner_key,
+            json!({"tenant_roles": ["project_creator"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["tenant_roles"], json!(["project_creator"]));
+
+    // The owner stays owner until someone else is made owner, and only the owner can.
+    let (status, _) = app
+        .patch(
+            &user(&org.owner_id),
+            &org.owner_key,
+            json!({"tenant_roles": []}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let bob_key = {
+        let (status, key) = app
+            .post(
+                &format!("{}/api-keys", user(&bob)),
+                &org.owner_key,
+                json!({"name": "bob", "scopes": ["admin"]}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{key}");
+        key["key"].as_str().unwrap().to_owned()
+    };
+    let (status, _) = app
+        .patch(&user(&ann), &bob_key, json!({"tenant_roles": ["owner"]}))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, body) = app
+        .patch(
+            &user(&ann),
+            &org.owner_key,
+            json!({"tenant_roles": ["owner"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, old) = app.get(&user(&org.owner_id), &org.owner_key).await;
+    assert_eq!(old["tenant_roles"], json!(["administrator"]));
+    let (status, _) = app.delete(&user(&ann), &org.owner_key).await;
+    assert_eq!(status, StatusCode::CONFLICT, "the owner cannot be removed");
+
+    let log = app.audit(&org).await;
+    let roles: Vec<&Value> = log
+        .iter()
+        .filter(|e| e["action"] == "member.roles_changed")
+        .collect();
+    assert_eq!(roles.len(), 3, "{log:?}");
+    // The transfer: one entry per member affected, the old owner's newest.
+    assert_eq!(roles[0]["target"], org.owner_id.as_str());
+    assert_eq!(roles[0]["before"]["tenant_roles"], json!(["owner"]));
+    assert_eq!(roles[0]["after"]["tenant_roles"], json!(["administrator"]));
+    assert_eq!(roles[1]["actor"], org.owner_id.as_str());
+    assert_eq!(
+        roles[1]["before"]["tenant_roles"],
+        json!(["project_creator"])
+    );
+    assert_eq!(roles[1]["after"]["tenant_roles"], json!(["owner"]));
+}
+
+#[tokio::test]
+async fn a_signed_in_member_is_removed_only_once_their_sessions_end() {
+    let app = spawn_app().await;
+    let org = app.create_org("signed-in").await;
+    app.floating_pool(&org, "kre", 2, 60).await;
+    let (member, key) = app.member_with_key(&org, &["sessions"]).await;
+    let (status, lease) = app.acquire(&key, "kre", "m1").await;
+    assert_eq!(status, StatusCode::CREATED, "{lease}");
+    let sid = lease["session_id"].as_str().unwrap();
+    let user = format!("/v1/orgs/{}/users/{member}", org.id);
+
+    let (status, body) = app.delete(&user, &org.owner_key).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"], "user_signed_in");
+    assert_eq!(body["sessions"][0]["id"], sid);
+
+    let session = format!("/v1/orgs/{}/sessions/{sid}", org.id);
+    assert_eq!(
+        app.delete(&session, &org.owner_key).await.0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        app.delete(&user, &org.owner_key).await.0,
+        StatusCode::NO_CONTENT
+    );
+    // Their keys stopped working with them.
+    let (status, _) = app.acquire(&key, "kre", "m1").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.get(&user, &org.owner_key).await.0,
+        StatusCode::NOT_FOUND
+    );
+
+    let log = app.audit(&org).await;
+    assert_eq!(
+        &actions(&log)[..3],
+        ["member.removed", "key.revoked", "session.ended"]
+    );
+    assert_eq!(log[0]["target"], member.as_str());
+    assert_eq!(log[0]["before"]["id"], member.as_str());
+    assert!(log[0]["after"].is_null());
+}
+
+#[tokio::test]
+async fn named_allocation_is_all_or_nothing_and_seats_move_in_one_step() {
+    let app = spawn_app().await;
+    let org = app.create_org("named").await;
+    let other = app.create_org("other").await;
+    let pool = app
+        .create_pool(&org, json!({"product": "kse", "kind": "named", "seats": 2}))
+        .await;
+    let m1 = app.add_member(&org, "m1@example.com").await;
+    let m2 = app.add_member(&org, "m2@example.com").await;
+    let m3 = app.add_member(&org, "m3@example.com").await;
+    let stranger = app.add_member(&other, "m4@example.com").await;
+    let path = format!("/v1/orgs/{}/pools/{pool}/allocations", org.id);
+
+    let (status, body) = app
+        .post(
+            &path,
+            &org.owner_key,
+            json!({"users": [m1, "M2@example.com", m3]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(
+        (
+            body["error"].as_str(),
+            body["free"].as_u64(),
+            body["requested"].as_u64()
+        ),
+        (Some("quota_exceeded"), Some(2), Some(3))
+    );
+    for users in [json!([m1, "nobody@example.com"]), json!([m1, stranger])] {
+        let (status, body) = app
+            .post(&path, &org.owner_key, json!({ "users": users }))
+            .await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (StatusCode::NOT_FOUND, Some("not_found"))
+        );
+    }
+    assert!(
+        allocations(&app, &org, &pool).await.is_empty(),
+        "nothing changed"
+    );
+
+    let (status, body) = app
+        .post(
+            &path,
+            &org.owner_key,
+            json!({"users": [m1, "m2@example.com"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, json!({"allocated": 2, "seats": 2, "free": 0}));
+    let (status, body) = app
+        .post(&path, &org.owner_key, json!({"users": [m1]}))
+        .await;
+    assert_eq!(
+        (status, body["allocated"].as_u64()),
+        (StatusCode::OK, Some(2)),
+        "a no-op"
+    );
+
+    let pool_path = format!("/v1/orgs/{}/pools/{pool}", org.id);
+    let (status, body) = app
+        .patch(&pool_path, &org.owner_key, json!({"seats": 1}))
+        .await;
+    assert_eq!(
+        (status, body["allocated"].as_u64()),
+        (StatusCode::CONFLICT, Some(2))
+    );
+    assert_eq!(app.pool(&org, &pool).await["seats"], 2);
+
+    let (status, body) = app
+        .post(
+            &format!("{path}/transfer"),
+            &org.owner_key,
+            json!({"from": m2, "to": "m3@example.com"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mut held = allocations(&app, &org, &pool).await;
+    held.sort();
+    let mut expected = vec![m1.clone(), m3.clone()];
+    expected.sort();
+    assert_eq!(held, expected);
+    let (_, user) = app
+        .get(&format!("/v1/orgs/{}/users/{m3}", org.id), &org.owner_key)
+        .await;
+    assert_eq!(user["seats"], json!([{"product": "kse", "pool": pool}]));
+
+    assert_eq!(
+        app.delete(&format!("{path}/{m1}"), &org.owner_key).await.0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        app.delete(&format!("{path}/{m1}"), &org.owner_key).await.0,
+        StatusCode::NOT_FOUND
+    );
+    let (status, body) = app
+        .post(
+            &format!("{path}/revoke"),
+            &org.owner_key,
+            json!({"users": [m3, m2]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, json!({"allocated": 0, "seats": 2, "free": 2}));
+
+    // Newest first, one entry per member, paged by `before`.
+    let log = app.audit(&org).await;
+    assert_eq!(
+        &actions(&log)[..5],
+        [
+            "allocation.revoked",
+            "allocation.revoked",
+            "allocation.transferred",
+            "allocation.added",
+            "allocation.added",
+        ]
+    );
+    assert_eq!(log[2]["before"]["user"], m2.as_str());
+    assert_eq!(log[2]["after"]["user"], m3.as_str());
+    let audit = format!("/v1/orgs/{}/audit", org.id);
+    let (_, first) = app.get(&format!("{audit}?limit=2"), &org.owner_key).await;
+    let next = first["next"].as_str().unwrap();
+    assert_eq!(next, log[1]["id"]);
+    let (_, second) = app
+        .get(&format!("{audit}?limit=2&before={next}"), &org.owner_key)
+        .await;
+    assert_eq!(second["items"][0], log[2]);
+    // Another org's admin sees none of it.
+    let (status, _) = app.get(&audit, &other.owner_key).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn concurrent_allocations_never_exceed_the_seats() {
+    let app = spawn_app().await;
+    let org = app.create_org("race").await;
+    let pool = app
+        .create_pool(&org, json!({"product": "kse", "kind": "named", "seats": 5}))
+        .await;
+    let mut members = Vec::new();
+    for i in 0..30 {
+        members.push(app.add_member(&org, &format!("r{i}@example.com")).await);
+    }
+    let path = format!("/v1/orgs/{}/pools/{pool}/allocations", org.id);
+    let tasks = members.iter().map(|m| {
+        let (app, path, key) = (&app, &path, &org.owner_key);
+        async move { app.post(path, key, json!({ "users": [m] })).await }
+    });
+    let answers = futures::future::join_all(tasks).await;
+    let ok = answers.iter().filter(|(s, _)| *s == StatusCode::OK).count();
+    let full = (answers.iter())
+        .filter(|(s, b)| *s == StatusCode::CONFLICT && b["error"] == "quota_exceeded")
+        .count();
+    assert_eq!((ok, full), (5, 25), "{answers:?}");
+    assert_eq!(allocations(&app, &org, &pool).await.len(), 5);
+}
+
+#[tokio::test]
+async fn bundles_and_entitled_lists() {
+    let app = spawn_app().await;
+    let org = app.create_org("bundles").await;
+    let kaneai = app
+        .create_pool(
+            &org,
+            json!({"product": "kaneai", "kind": "named", "seats": 3, "includes": ["test-manager"]}),
+        )
+        .await;
+    let (status, body) = app
+        .post(
+            &format!("/v1/orgs/{}/pools", org.id),
+            &org.owner_key,
+            json!({"product": "kre", "kind": "floating", "seats": 3, "includes": ["kse"]}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("includes"))
+    );
+    let kre = app.floating_pool(&org, "kre", 3, 60).await;
+    let (m1, k1) = app.member_with_key(&org, &["sessions"]).await;
+    let (_, k2) = app.member_with_key(&org, &["sessions"]).await;
+
+    let alloc = |pool: &str| format!("/v1/orgs/{}/pools/{pool}/allocations", org.id);
+    assert_eq!(
+        app.post(&alloc(&kaneai), &org.owner_key, json!({"users": [m1]}))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let user = format!("/v1/orgs/{}/users/{m1}", org.id);
+    let (_, body) = app.get(&user, &org.owner_key).await;
+    assert_eq!(
+        body["seats"],
+        json!([{"product": "kaneai", "pool": kaneai}, {"product": "test-manager", "pool": kaneai}])
+    );
+
+    // Every member may run kre until its entitled list names someone.
+    assert_eq!(app.acquire(&k2, "kre", "a").await.0, StatusCode::CREATED);
+    assert_eq!(
+        app.post(&alloc(&kre), &org.owner_key, json!({"users": [m1]}))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let (status, body) = app.acquire(&k2, "kre", "b").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("not_entitled"))
+    );
+    assert_eq!(app.acquire(&k1, "kre", "c").await.0, StatusCode::CREATED);
+
+    let (status, usage) = app
+        .get(&format!("/v1/orgs/{}/usage", org.id), &org.owner_key)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{usage}");
+    let product = |name: &str| {
+        usage["products"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["product"] == name)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(
+        product("test-manager"),
+        json!({"product": "test-manager", "seats": 3, "allocated": 1, "live": 0})
+    );
+    assert_eq!(
+        product("kre"),
+        json!({"product": "kre", "seats": 3, "allocated": 1, "live": 2})
+    );
+
+    // Revoking the bundle seat takes the included one with it.
+    assert_eq!(
+        app.delete(&format!("{}/{m1}", alloc(&kaneai)), &org.owner_key)
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    let (_, body) = app.get(&user, &org.owner_key).await;
+    assert_eq!(body["seats"], json!([]));
+}
+
+#[tokio::test]
+async fn usage_counts_peak_and_denials_and_they_survive_a_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let app = &server.app;
+    let org = app.create_org("usage").await;
+    let pool = app.floating_pool(&org, "kre", 2, 60).await;
+    let (_, key) = app.member_with_key(&org, &["sessions"]).await;
+    let (_, first) = app.acquire(&key, "kre", "a").await;
+    assert_eq!(app.acquire(&key, "kre", "b").await.0, StatusCode::CREATED);
+    let (status, _) = app.acquire(&key, "kre", "c").await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let sid = first["session_id"].as_str().unwrap();
+    assert_eq!(app.release(&key, sid).await.0, StatusCode::NO_CONTENT);
+    // An acknowledged admin change is flushed with everything journaled before it.
+    app.floating_pool(&org, "kse", 1, 60).await;
+    server.kill_9();
+
+    let server = Server::start(dir.path());
+    let (status, usage) = server
+        .app
+        .get(&format!("/v1/orgs/{}/usage", org.id), &org.owner_key)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{usage}");
+    let kre = usage["pools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == pool.as_str())
+        .unwrap();
+    assert_eq!(
+        (
+            &kre["seats"],
+            &kre["live"],
+            &kre["peak"],
+            &kre["denials"],
+            &kre["expired"]
+        ),
+        (&json!(2), &json!(1), &json!(2), &json!(1), &json!(false)),
+        "{kre}"
+    );
+}
+
+#[tokio::test]
+async fn a_trial_expires_by_its_deadline_across_a_restart_and_releases_its_seats() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let app = &server.app;
+    let org = app.create_org("trial").await;
+    let expires_at = in_secs(2);
+    let trial = app
+        .create_pool(
+            &org,
+            json!({"product": "kse", "kind": "named", "seats": 2, "source": "trial", "expires_at": expires_at}),
+        )
+        .await;
+    let m1 = app.add_member(&org, "t1@example.com").await;
+    let alloc = format!("/v1/orgs/{}/pools/{trial}/allocations", org.id);
+    assert_eq!(
+        app.post(&alloc, &org.owner_key, json!({"users": [m1]}))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    server.kill_9();
+
+    // Down while the trial ends: the restart finds its deadline passed.
+    let end = OffsetDateTime::parse(&expires_at, &Rfc3339).unwrap();
+    let wait = end - OffsetDateTime::now_utc();
+    if wait.is_positive() {
+        tokio::time::sleep(wait.unsigned_abs()).await;
+    }
+    let server = Server::start(dir.path());
+    let app = &server.app;
+    let pool = eventually(
+        "the trial's seats are released",
+        Duration::from_secs(10),
+        || async {
+            let pool = app.pool(&org, &trial).await;
+            (pool["allocated"] == 0).then_some(pool)
+        },
+    )
+    .await;
+    assert_eq!(pool["expired"], true);
+    let (status, body) = app
+        .post(&alloc, &org.owner_key, json!({"users": [m1]}))
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::CONFLICT, Some("pool_expired"))
+    );
+    let (_, usage) = app
+        .get(&format!("/v1/orgs/{}/usage", org.id), &org.owner_key)
+        .await;
+    assert_eq!(
+        usage["products"],
+        json!([{"product": "kse", "seats": 0, "allocated": 0, "live": 0}])
+    );
+
+    let log = app.audit(&org).await;
+    assert_eq!(&actions(&log)[..2], ["allocation.released", "pool.expired"]);
+    assert_eq!(
+        (&log[0]["actor"], &log[0]["target"]),
+        (&json!("system"), &json!(m1))
+    );
+}
