@@ -33,6 +33,22 @@ pub struct LeaseClaims<'a> {
     pub exp: i64,
 }
 
+/// The claims of an activation token: a machine's right to run a product offline
+/// until `exp`, renewed by refreshing.
+#[derive(Debug, Serialize)]
+pub struct ActivationClaims<'a> {
+    pub iss: &'static str,
+    pub sub: &'a str,
+    pub org: &'a str,
+    pub product: &'a str,
+    pub aid: &'a str,
+    pub fp: &'a str,
+    /// Always `"activation"`, so a lease token is never taken for one.
+    pub kind: &'static str,
+    pub iat: i64,
+    pub exp: i64,
+}
+
 /// Signs tokens with the server's Ed25519 key.
 pub struct Signer {
     key: SigningKey,

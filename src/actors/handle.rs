@@ -10,9 +10,9 @@ use super::org_actor::{Acquire, AcquireReply, Command, OrgActor, Query};
 use super::{ActorError, GoneProbe, Principal};
 use crate::domain::ids::mint;
 use crate::domain::{
-    AcquireRequest, Acquired, Action, AllocationCounts, ApiKey, Applied, DomainError, Email, Lease,
-    Member, MemberId, OrgState, Page, PoolId, PoolPatch, PoolSpec, PoolStatus, Scope, Seat,
-    TenantRole, Timestamp, Usage,
+    AcquireRequest, Acquired, Action, ActivateRequest, Activation, ActivationId, AllocationCounts,
+    ApiKey, Applied, DomainError, Email, Lease, Member, MemberId, OrgState, Page, PoolId,
+    PoolPatch, PoolSpec, PoolStatus, Scope, Seat, TenantRole, Timestamp, Usage,
 };
 use crate::secrets::{mint_key, NewKey};
 use crate::store::Durability;
@@ -125,7 +125,7 @@ impl OrgHandle {
     /// Removes a member who holds no live session (admins only).
     pub async fn remove_member(&self, by: &Principal, id: String) -> Result<(), ActorError> {
         let actor = by.member.clone();
-        self.command(by, move |s, _| s.remove_member(&actor, &id))
+        self.command(by, move |s, now| s.remove_member(&actor, &id, now))
             .await
     }
 
@@ -229,7 +229,7 @@ impl OrgHandle {
     /// Deletes a pool without live sessions.
     pub async fn delete_pool(&self, by: &Principal, id: String) -> Result<(), ActorError> {
         let actor = by.member.clone();
-        self.command(by, move |s, _| s.delete_pool(&actor, &id))
+        self.command(by, move |s, now| s.delete_pool(&actor, &id, now))
             .await
     }
 
@@ -253,7 +253,7 @@ impl OrgHandle {
         users: Vec<String>,
     ) -> Result<AllocationCounts, ActorError> {
         let actor = by.member.clone();
-        self.command(by, move |s, _| s.revoke(&actor, &pool, &users))
+        self.command(by, move |s, now| s.revoke(&actor, &pool, &users, now))
             .await
     }
 
@@ -265,7 +265,7 @@ impl OrgHandle {
         user: String,
     ) -> Result<AllocationCounts, ActorError> {
         let actor = by.member.clone();
-        self.command(by, move |s, _| s.revoke_one(&actor, &pool, &user))
+        self.command(by, move |s, now| s.revoke_one(&actor, &pool, &user, now))
             .await
     }
 
@@ -305,6 +305,56 @@ impl OrgHandle {
     pub async fn require(&self, by: &Principal, action: Action<'static>) -> Result<(), ActorError> {
         let actor = by.member.clone();
         self.query(move |s, _| s.require(&actor, action)).await
+    }
+
+    /// Activates a machine for the request's member, or finds its live activation
+    /// (`false`: not new).
+    pub async fn activate(
+        &self,
+        by: &Principal,
+        request: ActivateRequest,
+    ) -> Result<(Activation, bool), ActorError> {
+        self.command(by, move |s, now| {
+            let id = ActivationId::new(mint(ActivationId::PREFIX, now, rand::random()));
+            s.activate(request, id, now)
+        })
+        .await
+    }
+
+    /// Refreshes the member's own activation.
+    pub async fn refresh_activation(
+        &self,
+        by: &Principal,
+        id: String,
+    ) -> Result<Activation, ActorError> {
+        let member = by.member.clone();
+        self.command(by, move |s, now| s.refresh_activation(&member, &id, now))
+            .await
+    }
+
+    /// Deactivates a machine: the member's own, or any one for an admin.
+    pub async fn deactivate(
+        &self,
+        by: &Principal,
+        id: String,
+        as_admin: bool,
+    ) -> Result<(), ActorError> {
+        let actor = by.member.clone();
+        self.command(by, move |s, now| s.deactivate(&actor, &id, as_admin, now))
+            .await
+    }
+
+    /// A page of activations (admins only); deactivated ones too with `all`.
+    pub async fn activations(
+        &self,
+        by: &Principal,
+        all: bool,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<Page<Activation>, ActorError> {
+        let actor = by.member.clone();
+        self.query(move |s, _| s.activations(&actor, all, after.as_deref(), limit))
+            .await
     }
 
     /// Acquires a seat, waiting up to `wait` for one. `gone` tells whether the caller

@@ -2,7 +2,7 @@
 
 use thiserror::Error;
 
-use super::Lease;
+use super::{Activation, Lease};
 
 /// A refused command. The HTTP layer maps each variant to one status and code.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -47,6 +47,9 @@ pub enum DomainError {
     /// Allocating these members would exceed the pool's seats; nothing was allocated.
     #[error("{requested} members need a seat and {free} seats are free; nothing was allocated")]
     QuotaExceeded { free: u32, requested: u32 },
+    /// The member has as many machines active for the product as its pool allows.
+    #[error("{} machines are active for this product, the most allowed; deactivate one first", machines.len())]
+    MachineLimitReached { machines: Vec<Activation> },
     /// The member holds live sessions; end them first.
     #[error("the member has {} live sessions; end them first", sessions.len())]
     UserSignedIn { sessions: Vec<Lease> },

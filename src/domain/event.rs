@@ -3,7 +3,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::{
-    ApiKey, KeyId, Lease, Member, MemberId, OrgId, Pool, PoolId, SessionId, TenantRole, Timestamp,
+    Activation, ActivationId, ApiKey, KeyId, Lease, Member, MemberId, OrgId, Pool, PoolId,
+    SessionId, TenantRole, Timestamp,
 };
 
 /// Why a lease ended.
@@ -105,6 +106,16 @@ pub enum Event {
         pool: PoolId,
         from: MemberId,
         to: MemberId,
+    },
+    Activated(Activation),
+    /// An activation's token was refreshed (or the machine activated again).
+    ActivationSeen {
+        id: ActivationId,
+        at: Timestamp,
+    },
+    Deactivated {
+        id: ActivationId,
+        at: Timestamp,
     },
     /// An acquire was refused because these pools (all that could serve it) were full.
     Denied {

@@ -67,6 +67,10 @@ id_type!(
     /// A session (lease) on a floating pool.
     SessionId, "ses"
 );
+id_type!(
+    /// A machine activated for a product.
+    ActivationId, "act"
+);
 
 /// Crockford base32, lower case: ids sort in the order they were minted.
 const ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";

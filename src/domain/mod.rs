@@ -5,6 +5,7 @@
 //! [`Event`] that is applied through one function ([`OrgState::apply`]), so the
 //! same code path serves live commands and recovery from the journal.
 
+pub mod activation;
 pub mod error;
 pub mod event;
 pub mod ids;
@@ -17,15 +18,16 @@ pub mod pool;
 pub mod time;
 pub mod waiters;
 
+pub use activation::Activation;
 pub use error::DomainError;
 pub use event::{Actor, EndReason, Event, Release};
-pub use ids::{KeyId, MemberId, OrgId, PoolId, SessionId};
+pub use ids::{ActivationId, KeyId, MemberId, OrgId, PoolId, SessionId};
 pub use key::{ApiKey, Scope, Scopes};
 pub use lease::{AcquireRequest, Lease};
 pub use member::{Email, Member, TenantRole};
 pub use org::{
-    Acquired, Action, AllocationCounts, Applied, Audit, AuditEntry, Decision, LeaseSet, OrgState,
-    PoolStatus, PoolUsage, ProductUsage, Seat, Snapshot, Turn, Usage,
+    Acquired, Action, ActivateRequest, AllocationCounts, Applied, Audit, AuditEntry, Decision,
+    LeaseSet, OrgState, PoolStatus, PoolUsage, ProductUsage, Seat, Snapshot, Turn, Usage,
 };
 pub use page::Page;
 pub use pool::{Pool, PoolKind, PoolPatch, PoolSource, PoolSpec};

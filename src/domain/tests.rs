@@ -241,7 +241,7 @@ proptest! {
                 }
                 Op::DeletePool { pool } => {
                     let id = format!("pool_{pool}");
-                    run(&mut state, &mut journal, |s| s.delete_pool(&owner, &id))
+                    run(&mut state, &mut journal, |s| s.delete_pool(&owner, &id, now))
                 }
                 Op::AddMember { n } => {
                     // Some of these repeat an e-mail, and are refused.
@@ -722,5 +722,82 @@ fn leases_share_the_orgs_strings_also_after_a_restore() {
         assert!(lease.key.same(&key.id));
         assert!(lease.pool.same(&pool.id));
         assert!(std::sync::Arc::ptr_eq(&lease.product, &pool.product));
+    }
+}
+
+#[derive(Debug, Clone)]
+enum SeatOp {
+    Allocate(Vec<u8>),
+    Revoke(Vec<u8>),
+    Transfer(u8, u8),
+    Resize(i64),
+    Remove(u8),
+}
+
+fn seat_op() -> impl Strategy<Value = SeatOp> {
+    let members = proptest::collection::vec(0u8..6, 1..4);
+    prop_oneof![
+        3 => members.clone().prop_map(SeatOp::Allocate),
+        2 => members.prop_map(SeatOp::Revoke),
+        2 => (0u8..6, 0u8..6).prop_map(|(a, b)| SeatOp::Transfer(a, b)),
+        1 => (0i64..5).prop_map(SeatOp::Resize),
+        1 => (0u8..4).prop_map(SeatOp::Remove),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// Allocated ≤ seats after every step of any sequence of allocations, revocations,
+    /// transfers, resizes and removals; a refused step changes nothing (a list that does
+    /// not fit allocates no one); the journal and a snapshot rebuild the same state.
+    #[test]
+    fn named_seats_never_exceed_the_pool(
+        seats in 1i64..4,
+        ops in proptest::collection::vec(seat_op(), 1..60),
+    ) {
+        let (mut state, mut journal) = org(&[]);
+        let owner = MemberId::new(OWNER);
+        let now = Timestamp(1_000);
+        let spec = PoolSpec { kind: PoolKind::Named, ..floating("kse", seats, 10) };
+        let id = PoolId::new("pool_named");
+        run(&mut state, &mut journal, |s| s.create_pool(&owner, id, spec, now)).unwrap();
+        // m4 and m5 are not members: naming them refuses the whole list.
+        let who = |m: &u8| format!("usr_m{m}");
+        for op in ops {
+            let before = image(&state);
+            let result = match &op {
+                SeatOp::Allocate(ms) => {
+                    let users: Vec<String> = ms.iter().map(who).collect();
+                    run(&mut state, &mut journal, |s| s.allocate(&owner, "pool_named", &users, now)).map(drop)
+                }
+                SeatOp::Revoke(ms) => {
+                    let users: Vec<String> = ms.iter().map(who).collect();
+                    run(&mut state, &mut journal, |s| s.revoke(&owner, "pool_named", &users, now)).map(drop)
+                }
+                SeatOp::Transfer(a, b) => {
+                    run(&mut state, &mut journal, |s| s.transfer(&owner, "pool_named", &who(a), &who(b), now)).map(drop)
+                }
+                SeatOp::Resize(n) => {
+                    let patch = PoolPatch { seats: Some(*n), expires_at: None };
+                    run(&mut state, &mut journal, |s| s.update_pool(&owner, "pool_named", patch, now)).map(drop)
+                }
+                SeatOp::Remove(m) => {
+                    run(&mut state, &mut journal, |s| s.remove_member(&owner, &who(m), now)).map(drop)
+                }
+            };
+            if result.is_err() {
+                prop_assert_eq!(&image(&state), &before, "{:?} changed state", op);
+            }
+            let pool = state.pool(&owner, "pool_named").unwrap();
+            prop_assert!(pool.allocated.len() as u32 <= pool.seats, "{:?}", pool);
+            prop_assert!(pool.allocated.iter().all(|m| state.member(&owner, m.as_str()).is_ok()));
+        }
+        let mut replayed = OrgState::empty(OrgId::new("org_t"));
+        for e in &journal {
+            replayed.apply(e);
+        }
+        prop_assert_eq!(image(&replayed), image(&state));
+        prop_assert_eq!(image(&OrgState::restore(state.snapshot())), image(&state));
     }
 }

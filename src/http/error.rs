@@ -105,6 +105,20 @@ impl ApiError {
                     extra.insert("requested".into(), json!(requested));
                     (StatusCode::CONFLICT, "quota_exceeded")
                 }
+                DomainError::MachineLimitReached { machines } => {
+                    let list: Vec<Value> = (machines.iter())
+                        .map(|a| {
+                            json!({
+                                "id": a.id,
+                                "fingerprint": a.fingerprint,
+                                "hostname": a.hostname,
+                                "activated_at": a.activated_at.rfc3339(),
+                            })
+                        })
+                        .collect();
+                    extra.insert("machines".into(), json!(list));
+                    (StatusCode::CONFLICT, "machine_limit_reached")
+                }
                 DomainError::UserSignedIn { sessions } => {
                     let list: Vec<SessionView> =
                         sessions.iter().cloned().map(SessionView::from).collect();

@@ -1,6 +1,7 @@
 //! The wire: routes, extractors, and the mapping of errors to statuses. Handlers stay
 //! thin: parse, authorize, send one message to an organization actor, render.
 
+mod activations;
 mod allocations;
 mod auth;
 mod body;
@@ -62,6 +63,23 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::post().to(sessions::heartbeat),
         )
         .route("/v1/sessions/{id}", web::delete().to(sessions::release))
+        .route("/v1/activations", web::post().to(activations::activate))
+        .route(
+            "/v1/activations/{id}/refresh",
+            web::post().to(activations::refresh),
+        )
+        .route(
+            "/v1/activations/{id}",
+            web::delete().to(activations::deactivate),
+        )
+        .route(
+            "/v1/orgs/{org}/activations",
+            web::get().to(activations::list),
+        )
+        .route(
+            "/v1/orgs/{org}/activations/{id}",
+            web::delete().to(activations::admin_deactivate),
+        )
         .route("/v1/orgs", web::post().to(orgs::create))
         .service(
             web::resource("/v1/orgs/{org}/users")

@@ -18,8 +18,8 @@ use serde::{Deserialize, Serialize};
 use super::record::{decode_json, SnapshotRecord, SNAPSHOT_VERSION};
 use super::StoreError;
 use crate::domain::{
-    ApiKey, KeyId, Lease, LeaseSet, Member, MemberId, OrgId, Pool, PoolId, SessionId, Snapshot,
-    Timestamp,
+    Activation, ApiKey, KeyId, Lease, LeaseSet, Member, MemberId, OrgId, Pool, PoolId, SessionId,
+    Snapshot, Timestamp,
 };
 
 /// The first bytes of a format 2 snapshot; the fourth is the format version.
@@ -36,6 +36,10 @@ struct State<M, K, P> {
     members: M,
     keys: K,
     pools: P,
+    /// Written only when there are some, so snapshots of orgs without any keep the
+    /// bytes they had before activations existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    activations: Vec<Activation>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -116,6 +120,7 @@ pub fn encode(snapshot: &Snapshot, seq: u64) -> Vec<u8> {
         members: &snapshot.members,
         keys: &snapshot.keys,
         pools: &snapshot.pools,
+        activations: snapshot.activations.clone(),
     };
     let state_json = serde_json::to_vec(&state).expect("snapshots serialize");
     let head = Head {
@@ -217,6 +222,7 @@ fn decode_v2(key: &[u8], bytes: &[u8]) -> Result<SnapshotRecord<Snapshot>, Store
             members: state.members,
             keys: state.keys,
             pools: state.pools,
+            activations: state.activations,
             leases: leases.into_iter().collect::<LeaseSet>(),
         },
     })

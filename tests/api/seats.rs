@@ -3,6 +3,7 @@
 
 use std::time::{Duration, SystemTime};
 
+use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
@@ -535,5 +536,184 @@ async fn a_trial_expires_by_its_deadline_across_a_restart_and_releases_its_seats
     assert_eq!(
         (&log[0]["actor"], &log[0]["target"]),
         (&json!("system"), &json!(m1))
+    );
+}
+
+#[tokio::test]
+async fn activations_need_a_seat_respect_max_machines_and_end_with_the_seat() {
+    let app = spawn_app().await;
+    let org = app.create_org("activations").await;
+    let kse = app
+        .create_pool(
+            &org,
+            json!({"product": "kse", "kind": "named", "seats": 2, "max_machines": 2}),
+        )
+        .await;
+    let (member, key) = app.member_with_key(&org, &["sessions"]).await;
+    let (_, other_key) = app.member_with_key(&org, &["sessions"]).await;
+    let activate = |fp: &str| json!({"product": "kse", "fingerprint": fp, "hostname": "build-1"});
+
+    let (status, body) = app.post("/v1/activations", &key, activate("fp1")).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("not_entitled"))
+    );
+    let alloc = format!("/v1/orgs/{}/pools/{kse}/allocations", org.id);
+    assert_eq!(
+        app.post(&alloc, &org.owner_key, json!({"users": [member]}))
+            .await
+            .0,
+        StatusCode::OK
+    );
+
+    let (status, first) = app.post("/v1/activations", &key, activate("fp1")).await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    let aid = first["activation_id"].as_str().unwrap().to_owned();
+    let token = first["token"].as_str().unwrap();
+    let jwks = app.jwks().await;
+    let jwk = jwks
+        .find(&decode_header(token).unwrap().kid.unwrap())
+        .unwrap();
+    let mut validation = Validation::new(Algorithm::EdDSA);
+    validation.set_issuer(&["seatkeeper"]);
+    let claims = decode::<Value>(token, &DecodingKey::from_jwk(jwk).unwrap(), &validation)
+        .unwrap()
+        .claims;
+    assert_eq!(
+        (
+            &claims["kind"],
+            &claims["aid"],
+            &claims["fp"],
+            &claims["sub"],
+            &claims["product"]
+        ),
+        (
+            &json!("activation"),
+            &json!(aid),
+            &json!("fp1"),
+            &json!(member),
+            &json!("kse")
+        )
+    );
+    let days = (claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap()) / 86_400;
+    assert_eq!(days, 30);
+
+    let (status, again) = app.post("/v1/activations", &key, activate("fp1")).await;
+    assert_eq!(
+        (status, &again["activation_id"]),
+        (StatusCode::OK, &json!(aid)),
+        "idempotent"
+    );
+    assert_eq!(
+        app.post("/v1/activations", &key, activate("fp2")).await.0,
+        StatusCode::CREATED
+    );
+    let (status, body) = app.post("/v1/activations", &key, activate("fp3")).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"], "machine_limit_reached");
+    assert_eq!(body["machines"].as_array().unwrap().len(), 2);
+
+    let refresh = format!("/v1/activations/{aid}/refresh");
+    let (status, body) = app.post(&refresh, &key, json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["token"].is_string() && body["expires_at"].is_string());
+    // Another member's key finds nothing there.
+    assert_eq!(
+        app.post(&refresh, &other_key, json!({})).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.delete(&format!("/v1/activations/{aid}"), &other_key)
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+
+    let listing = format!("/v1/orgs/{}/activations", org.id);
+    assert_eq!(app.all(&listing, &org.owner_key).await.len(), 2);
+    let (_, usage) = app
+        .get(&format!("/v1/orgs/{}/usage", org.id), &org.owner_key)
+        .await;
+    assert_eq!(
+        (&usage["pools"][0]["activated"], &usage["pools"][0]["live"]),
+        (&json!(2), &json!(0))
+    );
+
+    // Revoking the seat deactivates the member's machines.
+    assert_eq!(
+        app.delete(&format!("{alloc}/{member}"), &org.owner_key)
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        app.post(&refresh, &key, json!({})).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert!(app.all(&listing, &org.owner_key).await.is_empty());
+    let (_, all) = app
+        .get(&format!("{listing}?all=true"), &org.owner_key)
+        .await;
+    let all = all["items"].as_array().unwrap();
+    assert_eq!(all.len(), 2);
+    assert!(
+        all.iter().all(|a| a["deactivated_at"].is_string()),
+        "{all:?}"
+    );
+    let log = app.audit(&org).await;
+    assert_eq!(
+        &actions(&log)[..3],
+        [
+            "allocation.revoked",
+            "activation.deactivated",
+            "activation.deactivated"
+        ]
+    );
+    assert!(actions(&log).contains(&"activation.created"));
+}
+
+#[tokio::test]
+async fn floating_activations_record_machines_without_taking_seats() {
+    let app = spawn_app().await;
+    let org = app.create_org("floating-activations").await;
+    let pool = app.floating_pool(&org, "kre", 1, 60).await;
+    let (_, key) = app.member_with_key(&org, &["sessions"]).await;
+    for fp in ["a", "b", "c"] {
+        let (status, body) = app
+            .post(
+                "/v1/activations",
+                &key,
+                json!({"product": "kre", "fingerprint": fp}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    assert_eq!(app.acquire(&key, "kre", "a").await.0, StatusCode::CREATED);
+    let (_, usage) = app
+        .get(&format!("/v1/orgs/{}/usage", org.id), &org.owner_key)
+        .await;
+    let p = &usage["pools"][0];
+    assert_eq!(
+        (&p["id"], &p["activated"], &p["live"]),
+        (&json!(pool), &json!(3), &json!(1))
+    );
+    let (_, admin_list) = app
+        .get(&format!("/v1/orgs/{}/activations", org.id), &org.owner_key)
+        .await;
+    let id = admin_list["items"][0]["id"].as_str().unwrap();
+    assert_eq!(
+        app.delete(
+            &format!("/v1/orgs/{}/activations/{id}", org.id),
+            &org.owner_key
+        )
+        .await
+        .0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        app.all(&format!("/v1/orgs/{}/activations", org.id), &org.owner_key)
+            .await
+            .len(),
+        2
     );
 }

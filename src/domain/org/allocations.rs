@@ -75,19 +75,22 @@ impl OrgState {
         actor: &MemberId,
         pool: &str,
         users: &[String],
+        now: Timestamp,
     ) -> Result<Applied<AllocationCounts>, DomainError> {
         let pool = self.pool(actor, pool)?;
         let members = self.resolve_all(users)?;
-        let events: Vec<Event> = members
-            .into_iter()
-            .filter(|m| self.allocated_in(pool, m))
-            .map(|member| Event::Deallocated {
+        let mut events = Vec::new();
+        let mut removed = 0;
+        for member in members.into_iter().filter(|m| self.allocated_in(pool, m)) {
+            // Their machines activated through this pool go with the seat.
+            events.extend(self.deactivations(Some(&member), Some(&pool.id), now));
+            events.push(Event::Deallocated {
                 pool: pool.id.clone(),
                 member,
                 reason: Release::Revoked,
-            })
-            .collect();
-        let removed = events.len() as u32;
+            });
+            removed += 1;
+        }
         let mut counts = self.counts(pool);
         counts.allocated -= removed;
         if pool.kind == PoolKind::Named {
@@ -105,13 +108,14 @@ impl OrgState {
         actor: &MemberId,
         pool: &str,
         user: &str,
+        now: Timestamp,
     ) -> Result<Applied<AllocationCounts>, DomainError> {
         let p = self.pool(actor, pool)?;
         let member = self.resolve(user).filter(|m| self.allocated_in(p, m));
         if member.is_none() {
             return Err(DomainError::NotFound { what: "allocation" });
         }
-        self.revoke(actor, pool, &[user.to_owned()])
+        self.revoke(actor, pool, &[user.to_owned()], now)
     }
 
     /// Moves `from`'s seat of a named pool to `to` in one step.
@@ -142,13 +146,15 @@ impl OrgState {
                 "{to} already holds a seat of this pool"
             )));
         }
+        let mut events = self.deactivations(Some(from), Some(&pool.id), now);
+        events.push(Event::Transferred {
+            pool: pool.id.clone(),
+            from: from.clone(),
+            to: to.clone(),
+        });
         Ok(Applied {
             value: self.counts(pool),
-            events: vec![Event::Transferred {
-                pool: pool.id.clone(),
-                from: from.clone(),
-                to: to.clone(),
-            }],
+            events,
         })
     }
 

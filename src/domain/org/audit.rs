@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use super::OrgState;
 use crate::domain::event::{EndReason, Release};
-use crate::domain::{ApiKey, Event, Member, MemberId, Pool};
+use crate::domain::{Activation, ApiKey, Event, Member, MemberId, Pool};
 
 /// One audited change: `action` is `<object>.<verb>` in the past tense.
 #[derive(Debug, Clone, PartialEq)]
@@ -165,7 +165,29 @@ impl OrgState {
                 });
                 vec![entry("session.ended", id.as_str(), before, Value::Null)]
             }
-            Event::LeaseGranted(_)
+            Event::Activated(a) => {
+                vec![entry(
+                    "activation.created",
+                    a.id.as_str(),
+                    Value::Null,
+                    activation_view(a),
+                )]
+            }
+            Event::Deactivated { id, at } => {
+                let Some(a) = self.activations.get(id) else {
+                    return vec![];
+                };
+                let mut after = activation_view(a);
+                after["deactivated_at"] = json!(at.rfc3339());
+                vec![entry(
+                    "activation.deactivated",
+                    id.as_str(),
+                    activation_view(a),
+                    after,
+                )]
+            }
+            Event::ActivationSeen { .. }
+            | Event::LeaseGranted(_)
             | Event::LeaseRenewed { .. }
             | Event::LeaseEnded { .. }
             | Event::Denied { .. } => vec![],
@@ -209,4 +231,15 @@ fn pool_view(p: &Pool) -> Value {
 
 fn allocation_view(p: &Pool, member: &MemberId) -> Value {
     json!({ "pool": p.id, "product": &*p.product, "user": member })
+}
+
+fn activation_view(a: &Activation) -> Value {
+    json!({
+        "id": a.id,
+        "user": a.member,
+        "product": a.product,
+        "pool": a.pool,
+        "fingerprint": a.fingerprint,
+        "hostname": a.hostname,
+    })
 }

@@ -173,7 +173,12 @@ impl OrgState {
 
     /// Removes a member: their keys are revoked and their seats released with them. The
     /// owner cannot be removed (transfer ownership first), nor a member signed in.
-    pub fn remove_member(&self, actor: &MemberId, id: &str) -> Result<Applied<()>, DomainError> {
+    pub fn remove_member(
+        &self,
+        actor: &MemberId,
+        id: &str,
+        now: Timestamp,
+    ) -> Result<Applied<()>, DomainError> {
         self.require(actor, Action::ManageMembers)?;
         let target = self
             .members
@@ -204,6 +209,7 @@ impl OrgState {
                 });
             }
         }
+        events.extend(self.deactivations(Some(id), None, now));
         events.push(Event::MemberRemoved { id: id.clone() });
         Ok(Applied { value: (), events })
     }

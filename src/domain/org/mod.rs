@@ -10,6 +10,7 @@
 //! `members` (members and API keys), `pools`, `sessions` (leases and waiting).
 
 mod access;
+mod activations;
 mod allocations;
 mod audit;
 mod members;
@@ -23,6 +24,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 pub use access::{Action, Decision};
+pub use activations::ActivateRequest;
 pub use allocations::{AllocationCounts, Seat};
 pub use audit::{Audit, AuditEntry};
 pub use sessions::{Acquired, Turn};
@@ -31,8 +33,8 @@ pub use usage::{PoolUsage, ProductUsage, Usage};
 use super::lease::Leases;
 use super::waiters::WaitQueues;
 use super::{
-    ApiKey, DomainError, Email, Event, KeyId, Lease, Member, MemberId, OrgId, Pool, PoolId,
-    PoolKind, SessionId, TenantRole, Timestamp,
+    Activation, ActivationId, ApiKey, DomainError, Email, Event, KeyId, Lease, Member, MemberId,
+    OrgId, Pool, PoolId, PoolKind, SessionId, TenantRole, Timestamp,
 };
 
 /// Lease time of a pool created without `ttl_seconds`.
@@ -80,6 +82,7 @@ pub struct OrgState {
     emails: HashMap<Email, MemberId>,
     keys: BTreeMap<KeyId, ApiKey>,
     pools: BTreeMap<PoolId, Pool>,
+    activations: BTreeMap<ActivationId, Activation>,
     leases: Leases,
     waiters: WaitQueues,
 }
@@ -93,6 +96,9 @@ pub struct Snapshot {
     pub members: Vec<Member>,
     pub keys: Vec<ApiKey>,
     pub pools: Vec<Pool>,
+    /// Active and deactivated machines.
+    #[serde(default)]
+    pub activations: Vec<Activation>,
     pub leases: LeaseSet,
 }
 
@@ -171,6 +177,7 @@ impl OrgState {
             emails: HashMap::new(),
             keys: BTreeMap::new(),
             pools: BTreeMap::new(),
+            activations: BTreeMap::new(),
             leases: Leases::default(),
             waiters: WaitQueues::default(),
         }
@@ -187,6 +194,7 @@ impl OrgState {
         let events = (s.members.into_iter().map(Event::MemberAdded))
             .chain(s.keys.into_iter().map(Event::KeyCreated))
             .chain(s.pools.into_iter().map(Event::PoolCreated))
+            .chain(s.activations.into_iter().map(Event::Activated))
             .chain(s.leases.0.into_iter().map(|(_, l)| Event::LeaseGranted(l)));
         for e in events {
             state.apply(&e);
@@ -203,6 +211,7 @@ impl OrgState {
             members: self.members.values().cloned().collect(),
             keys: self.keys.values().cloned().collect(),
             pools: self.pools.values().cloned().collect(),
+            activations: self.activations.values().cloned().collect(),
             leases: LeaseSet(self.leases.all().clone()),
         }
     }
@@ -280,6 +289,19 @@ impl OrgState {
                     if p.allocated.remove(from) {
                         p.allocated.insert(to);
                     }
+                }
+            }
+            Event::Activated(a) => {
+                self.activations.insert(a.id.clone(), a.clone());
+            }
+            Event::ActivationSeen { id, at } => {
+                if let Some(a) = self.activations.get_mut(id) {
+                    a.last_seen_at = *at;
+                }
+            }
+            Event::Deactivated { id, at } => {
+                if let Some(a) = self.activations.get_mut(id) {
+                    a.deactivated_at = Some(*at);
                 }
             }
             Event::Denied { pools } => {
@@ -383,7 +405,11 @@ impl OrgState {
 
     /// The number of things whose image a snapshot must write.
     pub fn size(&self) -> usize {
-        self.members.len() + self.keys.len() + self.pools.len() + self.leases.len()
+        self.members.len()
+            + self.keys.len()
+            + self.pools.len()
+            + self.activations.len()
+            + self.leases.len()
     }
 
     /// The number of live leases.

@@ -164,7 +164,12 @@ impl OrgState {
     }
 
     /// Deletes a pool that has no live session.
-    pub fn delete_pool(&self, actor: &MemberId, id: &str) -> Result<Applied<()>, DomainError> {
+    pub fn delete_pool(
+        &self,
+        actor: &MemberId,
+        id: &str,
+        now: Timestamp,
+    ) -> Result<Applied<()>, DomainError> {
         let pool = self.pool(actor, id)?;
         let live = self.leases.live_in(&pool.id);
         if live > 0 {
@@ -174,21 +179,21 @@ impl OrgState {
                 allocated: None,
             });
         }
-        Ok(Applied {
-            value: (),
-            events: vec![Event::PoolDeleted {
-                id: pool.id.clone(),
-            }],
-        })
+        let mut events = self.deactivations(None, Some(&pool.id), now);
+        events.push(Event::PoolDeleted {
+            id: pool.id.clone(),
+        });
+        Ok(Applied { value: (), events })
     }
 
     /// Carries out the expiry of every pool whose `expires_at` has passed: its named
     /// allocations are released. Its sessions end on their own, never renewed.
     pub fn lapse_pools(&self, now: Timestamp) -> Applied<()> {
-        let events = (self.pools.values())
-            .filter(|p| !p.lapsed && !p.is_active(now))
-            .map(|p| Event::PoolLapsed { id: p.id.clone() })
-            .collect();
+        let mut events = Vec::new();
+        for p in (self.pools.values()).filter(|p| !p.lapsed && !p.is_active(now)) {
+            events.extend(self.deactivations(None, Some(&p.id), now));
+            events.push(Event::PoolLapsed { id: p.id.clone() });
+        }
         Applied { value: (), events }
     }
 

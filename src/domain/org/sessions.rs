@@ -185,7 +185,7 @@ impl OrgState {
     }
 
     /// Active floating pools of `product` that entitle `member`, oldest first.
-    fn entitled_pools<'a>(
+    pub(super) fn entitled_pools<'a>(
         &'a self,
         member: &MemberId,
         product: &'a str,

@@ -58,7 +58,7 @@ impl OrgState {
                 kind: p.kind,
                 seats: p.seats,
                 allocated,
-                activated: 0,
+                activated: self.activated_in(&p.id),
                 live,
                 peak: p.peak,
                 denials: p.denials,
