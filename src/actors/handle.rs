@@ -107,17 +107,24 @@ impl OrgHandle {
     }
 
     /// Sets a member's tenant roles (admins; giving `owner` is the owner's transfer).
+    /// A transfer answers the new owner's fresh key, shown this once.
     pub async fn change_roles(
         &self,
         by: &Principal,
         id: String,
         roles: Vec<TenantRole>,
-    ) -> Result<(Member, Vec<Seat>), ActorError> {
+    ) -> Result<(Member, Vec<Seat>, Option<String>), ActorError> {
         let actor = by.member.clone();
         self.command(by, move |s, now| {
-            let changed = s.change_roles(&actor, &id, roles)?;
+            let mut secret = None;
+            let changed = s.change_roles(&actor, &id, roles, |owner| {
+                let scopes = vec![Scope::Admin, Scope::Sessions];
+                let minted = mint_key(owner.clone(), "owner".into(), scopes, None, now);
+                secret = Some(minted.secret);
+                minted.key
+            })?;
             let seats = s.seats_of(&changed.value.id, now);
-            Ok(changed.map(|m| (m, seats)))
+            Ok(changed.map(|m| (m, seats, secret)))
         })
         .await
     }

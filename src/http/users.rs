@@ -10,7 +10,6 @@ use crate::domain::{Email, Member, Seat, TenantRole};
 
 /// One member to add.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct NewUser {
     email: String,
     name: Option<String>,
@@ -133,7 +132,8 @@ pub async fn get(
     Ok(HttpResponse::Ok().json(UserView::with_seats(member)))
 }
 
-/// Sets a member's tenant roles; giving `owner` transfers ownership.
+/// Sets a member's tenant roles; giving `owner` transfers ownership and answers the
+/// new owner's fresh key (`owner_api_key`, shown once): their older keys are revoked.
 pub async fn update(
     state: web::Data<AppState>,
     caller: Caller,
@@ -142,8 +142,13 @@ pub async fn update(
 ) -> Result<HttpResponse, ApiError> {
     let (org, user) = path.into_inner();
     let (org, actor) = caller.admin_of(&state, &org)?;
-    let member = org.change_roles(&actor, user, body.0.tenant_roles).await?;
-    Ok(HttpResponse::Ok().json(UserView::with_seats(member)))
+    let (member, seats, owner_key) = org.change_roles(&actor, user, body.0.tenant_roles).await?;
+    let mut view =
+        serde_json::to_value(UserView::with_seats((member, seats))).expect("views serialize");
+    if let Some(key) = owner_key {
+        view["owner_api_key"] = serde_json::json!(key);
+    }
+    Ok(HttpResponse::Ok().json(view))
 }
 
 /// Removes a member: 409 `user_signed_in` with their sessions while they hold any.

@@ -111,6 +111,16 @@ async fn members_are_added_in_bulk_all_or_none_and_ownership_is_transferred() {
         .patch(&user(&ann), &bob_key, json!({"tenant_roles": ["owner"]}))
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+    // An administrator mints Ann a key and keeps it; it must not outlive her becoming owner.
+    let (status, kept) = app
+        .post(
+            &format!("{}/api-keys", user(&ann)),
+            &bob_key,
+            json!({"name": "kept", "scopes": ["admin"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{kept}");
+    let kept = kept["key"].as_str().unwrap();
     let (status, body) = app
         .patch(
             &user(&ann),
@@ -119,6 +129,9 @@ async fn members_are_added_in_bulk_all_or_none_and_ownership_is_transferred() {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    let ann_key = body["owner_api_key"].as_str().unwrap();
+    assert_eq!(app.get(&users, kept).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(app.get(&users, ann_key).await.0, StatusCode::OK);
     let (_, old) = app.get(&user(&org.owner_id), &org.owner_key).await;
     assert_eq!(old["tenant_roles"], json!(["administrator"]));
     let (status, _) = app.delete(&user(&ann), &org.owner_key).await;

@@ -99,13 +99,16 @@ impl OrgState {
     }
 
     /// Sets a member's tenant roles. Giving `owner` to another member transfers
-    /// ownership (only the owner may): the old owner becomes an administrator. The
-    /// owner's own roles keep `owner`, since an organization always has exactly one.
+    /// ownership (only the owner may): the old owner becomes an administrator, and the
+    /// new owner's keys are replaced by `owner_key` (admins may have minted and kept
+    /// their old ones, and the owner's keys are the owner's alone). The owner's own
+    /// roles keep `owner`, since an organization always has exactly one.
     pub fn change_roles(
         &self,
         actor: &MemberId,
         id: &str,
         roles: Vec<TenantRole>,
+        owner_key: impl FnOnce(&MemberId) -> ApiKey,
     ) -> Result<Applied<Member>, DomainError> {
         self.require(actor, Action::ManageMembers)?;
         let target = self
@@ -150,6 +153,12 @@ impl OrgState {
                     id: old.id.clone(),
                     tenant_roles: old_roles,
                 });
+                events.extend(
+                    (self.keys.values())
+                        .filter(|k| k.member == target.id)
+                        .map(|k| Event::KeyRevoked { id: k.id.clone() }),
+                );
+                events.push(Event::KeyCreated(owner_key(&target.id)));
             }
             _ => {}
         }

@@ -4,7 +4,7 @@ use super::{Action, Applied, OrgState, PoolStatus, DEFAULT_MAX_MACHINES, DEFAULT
 use crate::domain::page::{self, page_of, Page};
 use crate::domain::pool::{check_product, check_seats, check_ttl};
 use crate::domain::{
-    DomainError, Event, MemberId, Pool, PoolId, PoolKind, PoolPatch, PoolSpec, Timestamp,
+    DomainError, Event, MemberId, Pool, PoolId, PoolKind, PoolPatch, PoolSpec, Release, Timestamp,
 };
 
 impl OrgState {
@@ -180,6 +180,12 @@ impl OrgState {
             });
         }
         let mut events = self.deactivations(None, Some(&pool.id), now);
+        // Released one by one, so the audit log names every member who lost a seat.
+        events.extend(pool.allocated.iter().map(|m| Event::Deallocated {
+            pool: pool.id.clone(),
+            member: m.clone(),
+            reason: Release::Revoked,
+        }));
         events.push(Event::PoolDeleted {
             id: pool.id.clone(),
         });
