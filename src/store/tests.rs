@@ -605,3 +605,59 @@ fn a_half_written_snapshot_file_is_ignored() {
     assert_eq!(image(&recovered[0].state), image(&replay(&events)));
     assert!(!partial.exists(), "the temporary file is gone");
 }
+
+/// Audit entries are written with their change, paged newest first within their org,
+/// and pruned by age only.
+#[test]
+fn audit_entries_page_newest_first_and_prune_by_age() {
+    use crate::domain::{Audit, AuditEntry};
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(dir.path()).unwrap();
+    let events = history(3);
+    let entry = |target: &str| AuditEntry {
+        action: "member.added",
+        target: target.into(),
+        before: serde_json::Value::Null,
+        after: serde_json::Value::Null,
+    };
+    let (a, b) = (OrgId::new("org_a"), OrgId::new("org_b"));
+    block_on(async {
+        for (org, at) in [(&a, 1_000), (&b, 1_500), (&a, 2_000), (&a, 3_000)] {
+            let audit = [Audit {
+                event: 0,
+                entry: entry(&format!("t{at}")),
+            }];
+            let change = Change {
+                org,
+                first_seq: at as u64,
+                at: Timestamp(at),
+                actor: &Actor::System,
+                events: &events[..1],
+                audit: &audit,
+            };
+            store
+                .append(change, Durability::Flushed)
+                .durable()
+                .await
+                .unwrap();
+        }
+    });
+    let targets = |page: &Page<audit::Logged>| -> Vec<String> {
+        page.items.iter().map(|l| l.target.clone()).collect()
+    };
+    let first = store.audit_page(&a, None, 2).unwrap();
+    assert_eq!(targets(&first), ["t3000", "t2000"]);
+    let cursor = audit::Cursor::parse(first.next.as_deref().unwrap()).unwrap();
+    let rest = store.audit_page(&a, Some(cursor), 2).unwrap();
+    assert_eq!(
+        (targets(&rest), rest.next),
+        (vec!["t1000".to_owned()], None)
+    );
+
+    assert_eq!(store.prune_audit(Timestamp(2_000)).unwrap(), 2);
+    assert_eq!(
+        targets(&store.audit_page(&a, None, 10).unwrap()),
+        ["t3000", "t2000"]
+    );
+    assert!(store.audit_page(&b, None, 10).unwrap().items.is_empty());
+}
