@@ -9,6 +9,9 @@ use super::{ActivationId, MemberId, PoolId, Timestamp};
 pub const TOKEN_VALIDITY_SECS: u64 = 30 * 86_400;
 /// Longest hostname recorded with an activation.
 pub const MAX_HOSTNAME: usize = 253;
+/// Active machines a member may have per floating product. Floating seats are taken
+/// by sessions, not machines, so this only bounds what one key can make the org hold.
+pub const MAX_FLOATING_MACHINES: u32 = 1000;
 
 /// One machine's activation of a product.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,7 +4,7 @@
 //! through sessions.
 
 use super::{Action, Applied, OrgState};
-use crate::domain::activation::MAX_HOSTNAME;
+use crate::domain::activation::{MAX_FLOATING_MACHINES, MAX_HOSTNAME};
 use crate::domain::lease::check_fingerprint;
 use crate::domain::page::{self, page_of, Page};
 use crate::domain::pool::check_product;
@@ -48,12 +48,12 @@ impl OrgState {
             p.holds(&req.member) && p.is_active(now) && p.products().any(|x| x == req.product)
         });
         let (pool, limit) = match named {
-            Some(p) => (p.id.clone(), Some(p.max_machines)),
+            Some(p) => (p.id.clone(), p.max_machines),
             None => {
                 let floating = self
                     .entitled_pools(&req.member, &req.product, now)
                     .map_err(|_| not_entitled())?;
-                (floating[0].id.clone(), None)
+                (floating[0].id.clone(), MAX_FLOATING_MACHINES)
             }
         };
         let mine: Vec<&Activation> = (self.activations.values())
@@ -70,12 +70,10 @@ impl OrgState {
                 value: (a, false),
             });
         }
-        if let Some(limit) = limit {
-            if mine.len() as u32 >= limit {
-                return Err(DomainError::MachineLimitReached {
-                    machines: mine.into_iter().cloned().collect(),
-                });
-            }
+        if mine.len() as u32 >= limit {
+            return Err(DomainError::MachineLimitReached {
+                machines: mine.into_iter().cloned().collect(),
+            });
         }
         let activation = Activation {
             id,
