@@ -213,6 +213,33 @@ impl Directory {
         self.orgs.get(id).map(|h| h.clone())
     }
 
+    /// Up to `limit` organizations after the id `after`, in id order, and the cursor
+    /// to the next page.
+    pub fn page(&self, after: Option<&str>, limit: usize) -> (Vec<OrgHandle>, Option<String>) {
+        let mut ids: Vec<OrgId> = (self.orgs.iter())
+            .map(|e| e.key().clone())
+            .filter(|id| after.is_none_or(|a| id.as_str() > a))
+            .collect();
+        ids.sort();
+        let next = (ids.len() > limit).then(|| ids[limit - 1].to_string());
+        let handles = (ids.iter().take(limit))
+            .filter_map(|id| self.org(id.as_str()))
+            .collect();
+        (handles, next)
+    }
+
+    /// Deletes an organization: its actor stops (its keys stop working, its waiters
+    /// are answered 404), then everything it stored is purged; answers once that is
+    /// durable. Requests already holding its handle find it gone.
+    pub async fn delete(&self, id: &str) -> Result<(), ActorError> {
+        let (org, handle) = self.orgs.remove(id).ok_or(DomainError::NotFound {
+            what: "organization",
+        })?;
+        handle.close().await;
+        self.store.purge(&org).durable().await?;
+        Ok(())
+    }
+
     /// The number of organizations.
     pub fn len(&self) -> usize {
         self.orgs.len()

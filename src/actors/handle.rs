@@ -6,13 +6,14 @@ use std::time::Duration;
 
 use actix::Addr;
 
-use super::org_actor::{Acquire, AcquireReply, Command, OrgActor, Query};
+use super::org_actor::{Acquire, AcquireReply, Close, Command, OrgActor, Query};
 use super::{ActorError, GoneProbe, Principal};
 use crate::domain::ids::mint;
 use crate::domain::{
     AcquireRequest, Acquired, Action, ActivateRequest, Activation, ActivationId, AllocationCounts,
-    ApiKey, Applied, DomainError, Email, Lease, Member, MemberId, OrgState, Page, PoolId,
-    PoolPatch, PoolSpec, PoolStatus, Scope, Seat, TenantRole, Timestamp, Usage,
+    ApiKey, Applied, DomainError, Email, Lease, Member, MemberId, OrgState, OrgSummary, Page,
+    PoolId, PoolPatch, PoolSpec, PoolStatus, Scope, Seat, SessionFilter, SessionRow, TenantRole,
+    Timestamp, Usage,
 };
 use crate::secrets::{mint_key, NewKey};
 use crate::store::Durability;
@@ -136,15 +137,16 @@ impl OrgHandle {
             .await
     }
 
-    /// A page of members (admins only).
+    /// A page of members (admins only), or the one with `email`.
     pub async fn members(
         &self,
         by: &Principal,
+        email: Option<String>,
         after: Option<String>,
         limit: usize,
     ) -> Result<Page<Member>, ActorError> {
         let actor = by.member.clone();
-        self.query(move |s, _| s.members(&actor, after.as_deref(), limit))
+        self.query(move |s, _| s.members(&actor, email.as_deref(), after.as_deref(), limit))
             .await
     }
 
@@ -209,15 +211,16 @@ impl OrgHandle {
             .await
     }
 
-    /// A page of pools with their live session counts.
+    /// A page of pools with their live session counts, of one product if named.
     pub async fn pools(
         &self,
         by: &Principal,
+        product: Option<String>,
         after: Option<String>,
         limit: usize,
     ) -> Result<Page<PoolStatus>, ActorError> {
         let actor = by.member.clone();
-        self.query(move |s, now| s.pools(&actor, after.as_deref(), limit, now))
+        self.query(move |s, now| s.pools(&actor, product.as_deref(), after.as_deref(), limit, now))
             .await
     }
 
@@ -415,15 +418,40 @@ impl OrgHandle {
             .await
     }
 
-    /// A page of live leases (admins only).
+    /// A page of live leases (admins only), narrowed by `filter`.
     pub async fn sessions(
+        &self,
+        by: &Principal,
+        filter: SessionFilter,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<Page<SessionRow>, ActorError> {
+        let actor = by.member.clone();
+        self.query(move |s, _| s.sessions(&actor, &filter, after.as_deref(), limit))
+            .await
+    }
+
+    /// A page of the caller's own live leases.
+    pub async fn own_sessions(
         &self,
         by: &Principal,
         after: Option<String>,
         limit: usize,
-    ) -> Result<Page<Lease>, ActorError> {
-        let actor = by.member.clone();
-        self.query(move |s, _| s.sessions(&actor, after.as_deref(), limit))
+    ) -> Result<Page<SessionRow>, ActorError> {
+        let member = by.member.clone();
+        self.query(move |s, _| Ok(s.own_sessions(&member, after.as_deref(), limit)))
             .await
+    }
+
+    /// Stops the actor for good: see [`super::Directory::delete`]. Every change it
+    /// journaled was sent to the store before this answers.
+    pub(super) async fn close(&self) {
+        // An actor already gone has nothing left to close.
+        let _ = self.addr.send(Close).await;
+    }
+
+    /// What the operator sees of the organization.
+    pub async fn summary(&self) -> Result<OrgSummary, ActorError> {
+        self.query(|s, _| Ok(s.summary())).await
     }
 }

@@ -336,6 +336,33 @@ impl<R: Send + 'static> Handler<Query<R>> for OrgActor {
     }
 }
 
+/// The organization is being deleted: answer its waiters, drop its keys from the
+/// index, and stop taking messages.
+pub(super) struct Close;
+
+impl Message for Close {
+    type Result = ();
+}
+
+impl Handler<Close> for OrgActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Close, ctx: &mut Self::Context) {
+        for key in self.state.keys() {
+            self.keys.remove(&key.id);
+        }
+        let gone = DomainError::NotFound {
+            what: "organization",
+        };
+        let waiters: Vec<u64> = self.waiters.keys().copied().collect();
+        for w in waiters {
+            self.answer(w, Err(gone.clone().into()));
+        }
+        metrics::gauge!(metric::SESSIONS_LIVE).decrement(self.state.sessions_live() as f64);
+        ctx.stop();
+    }
+}
+
 /// A runtime asks for a seat, waiting up to `wait` for one to free.
 pub(super) struct Acquire {
     pub(super) request: AcquireRequest,

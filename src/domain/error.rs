@@ -2,7 +2,7 @@
 
 use thiserror::Error;
 
-use super::{Activation, Lease};
+use super::{Activation, SessionRow};
 
 /// A refused command. The HTTP layer maps each variant to one status and code.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -52,7 +52,7 @@ pub enum DomainError {
     MachineLimitReached { machines: Vec<Activation> },
     /// The member holds live sessions; end them first.
     #[error("the member has {} live sessions; end them first", sessions.len())]
-    UserSignedIn { sessions: Vec<Lease> },
+    UserSignedIn { sessions: Vec<SessionRow> },
     /// A well-formed value that the rules do not accept.
     #[error("{field}: {message}")]
     Invalid {

@@ -27,7 +27,8 @@ pub use lease::{AcquireRequest, Lease};
 pub use member::{Email, Member, TenantRole};
 pub use org::{
     Acquired, Action, ActivateRequest, AllocationCounts, Applied, Audit, AuditEntry, Decision,
-    LeaseSet, OrgState, PoolStatus, PoolUsage, ProductUsage, Seat, Snapshot, Turn, Usage,
+    LeaseSet, OrgState, OrgSummary, PoolStatus, PoolUsage, ProductUsage, Seat, SessionFilter,
+    SessionRow, Snapshot, Turn, Usage,
 };
 pub use page::Page;
 pub use pool::{Pool, PoolKind, PoolPatch, PoolSource, PoolSpec};

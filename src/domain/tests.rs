@@ -129,11 +129,11 @@ fn op() -> impl Strategy<Value = Op> {
 
 fn live_ids(state: &OrgState) -> Vec<SessionId> {
     state
-        .sessions(&MemberId::new(OWNER), None, usize::MAX)
+        .sessions(&MemberId::new(OWNER), &Default::default(), None, usize::MAX)
         .unwrap()
         .items
         .into_iter()
-        .map(|l| l.id)
+        .map(|r| r.lease.id)
         .collect()
 }
 
@@ -145,7 +145,7 @@ fn image(s: &OrgState) -> serde_json::Value {
 /// machine's live lease (holder index). A state rebuilt from its image must agree.
 fn views(s: &OrgState, now: Timestamp) -> (Vec<(String, u32)>, Option<Timestamp>, Vec<bool>) {
     let owner = MemberId::new(OWNER);
-    let pools = s.pools(&owner, None, usize::MAX, now).unwrap().items;
+    let pools = s.pools(&owner, None, None, usize::MAX, now).unwrap().items;
     let live = pools
         .iter()
         .map(|p| (p.pool.id.to_string(), p.live))
@@ -280,7 +280,7 @@ proptest! {
             // Applying events keeps every index as a rebuild from the image would.
             prop_assert_eq!(views(&state, now), views(&OrgState::restore(state.snapshot()), now));
             // live ≤ seats on every pool, after every step.
-            let page = state.pools(&owner, None, usize::MAX, now).unwrap();
+            let page = state.pools(&owner, None, None, usize::MAX, now).unwrap();
             for p in page.items {
                 prop_assert!(p.live <= p.pool.seats, "{} live on {} seats", p.live, p.pool.seats);
             }

@@ -87,6 +87,7 @@ pub async fn activate(
     let b = body.0;
     let request = ActivateRequest {
         member: key.member.clone(),
+        key: key.id.clone(),
         product: b.product,
         fingerprint: b.fingerprint,
         hostname: b.hostname,

@@ -92,6 +92,16 @@ pub struct PageQuery {
     pub after: Option<String>,
 }
 
+/// What a listing may be narrowed to: members by `email`, pools by `product`,
+/// sessions by `product`, `pool` and `user` (id or e-mail).
+#[derive(Debug, Deserialize, Default)]
+pub struct Filter {
+    pub email: Option<String>,
+    pub product: Option<String>,
+    pub pool: Option<String>,
+    pub user: Option<String>,
+}
+
 impl PageQuery {
     /// The page size: default 100, at most 1000.
     pub fn limit(&self) -> Result<usize, ApiError> {

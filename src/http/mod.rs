@@ -24,7 +24,7 @@ use actix_web::middleware::Next;
 use actix_web::{web, Error};
 
 pub use auth::Caller;
-pub use body::{Json, PageQuery, BODY_LIMIT};
+pub use body::{Filter, Json, PageQuery, BODY_LIMIT};
 pub use error::ApiError;
 
 use crate::actors::Directory;
@@ -57,7 +57,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/readyz", web::get().to(ops::readyz))
         .route("/metrics", web::get().to(ops::metrics))
         .route("/.well-known/jwks.json", web::get().to(ops::jwks))
-        .route("/v1/sessions", web::post().to(sessions::acquire))
+        .service(
+            web::resource("/v1/sessions")
+                .route(web::post().to(sessions::acquire))
+                .route(web::get().to(sessions::mine)),
+        )
         .route(
             "/v1/sessions/{id}/heartbeat",
             web::post().to(sessions::heartbeat),
@@ -80,7 +84,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "/v1/orgs/{org}/activations/{id}",
             web::delete().to(activations::admin_deactivate),
         )
-        .route("/v1/orgs", web::post().to(orgs::create))
+        .service(
+            web::resource("/v1/orgs")
+                .route(web::post().to(orgs::create))
+                .route(web::get().to(orgs::list)),
+        )
+        .service(
+            web::resource("/v1/orgs/{org}")
+                .route(web::get().to(orgs::get))
+                .route(web::delete().to(orgs::delete)),
+        )
         .service(
             web::resource("/v1/orgs/{org}/users")
                 .route(web::post().to(users::create))

@@ -4,7 +4,7 @@ use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 
 use super::wire::{opt_time, patch_time, rfc3339, List};
-use super::{ApiError, AppState, Caller, Json, PageQuery};
+use super::{ApiError, AppState, Caller, Filter, Json, PageQuery};
 use crate::domain::{PoolKind, PoolPatch, PoolSource, PoolSpec, PoolStatus, Timestamp};
 
 #[derive(Deserialize)]
@@ -111,9 +111,13 @@ pub async fn list(
     caller: Caller,
     org: web::Path<String>,
     q: web::Query<PageQuery>,
+    filter: web::Query<Filter>,
 ) -> Result<HttpResponse, ApiError> {
     let (org, actor) = caller.admin_of(&state, &org)?;
-    let page = org.pools(&actor, q.after.clone(), q.limit()?).await?;
+    let product = filter.into_inner().product;
+    let page = org
+        .pools(&actor, product, q.after.clone(), q.limit()?)
+        .await?;
     Ok(HttpResponse::Ok().json(List::of(page, PoolView::new)))
 }
 

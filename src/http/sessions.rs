@@ -6,11 +6,11 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 
 use super::wire::{rfc3339, List};
-use super::{peer, ApiError, AppState, Caller, Json, PageQuery};
+use super::{peer, ApiError, AppState, Caller, Filter, Json, PageQuery};
 use crate::actors;
 use crate::domain::lease::{check_fingerprint, check_meta};
 use crate::domain::pool::check_product;
-use crate::domain::{AcquireRequest, Lease};
+use crate::domain::{AcquireRequest, Lease, SessionFilter, SessionRow, Timestamp};
 use crate::tokens::{LeaseClaims, Signer, ISSUER};
 
 #[derive(Deserialize)]
@@ -39,28 +39,41 @@ struct Renewed<'a> {
     token: String,
 }
 
-/// A lease as an admin lists it.
+/// A lease as it is listed. `last_heartbeat_at` is when its expiry was last set (a
+/// heartbeat, or the reclaim window of a restart), to the second: the lease keeps no
+/// second timestamp, and its expiry is that time plus its ttl, rounded up to a whole
+/// second. Within a second of the acquire it is the acquire.
 #[derive(Serialize)]
 pub struct SessionView {
     id: String,
     user: String,
+    email: Option<String>,
     product: std::sync::Arc<str>,
     pool: String,
     fingerprint: Option<std::sync::Arc<str>>,
     acquired_at: String,
+    last_heartbeat_at: String,
     expires_at: String,
     meta: Option<Box<serde_json::Value>>,
 }
 
-impl From<Lease> for SessionView {
-    fn from(l: Lease) -> Self {
+impl From<SessionRow> for SessionView {
+    fn from(SessionRow { lease: l, email }: SessionRow) -> Self {
+        let renewed = Timestamp(l.expires_at.millis() - i64::from(l.ttl_seconds) * 1000);
+        let renewed = if renewed.millis() - l.acquired_at.millis() < 1000 {
+            l.acquired_at
+        } else {
+            renewed
+        };
         SessionView {
             id: l.id.to_string(),
             user: l.member.to_string(),
+            email: email.map(|e| e.as_str().to_owned()),
             product: l.product,
             pool: l.pool.to_string(),
             fingerprint: l.fingerprint,
             acquired_at: rfc3339(l.acquired_at),
+            last_heartbeat_at: rfc3339(renewed),
             expires_at: rfc3339(l.expires_at),
             meta: l.meta,
         }
@@ -175,15 +188,42 @@ pub async fn release(
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// Lists live leases of the organization.
+/// Lists the caller's own live leases.
+pub async fn mine(
+    state: web::Data<AppState>,
+    caller: Caller,
+    q: web::Query<PageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let (org, key) = caller.runtime(&state)?;
+    let page = org
+        .own_sessions(&key.principal(), q.after.clone(), q.limit()?)
+        .await?;
+    Ok(HttpResponse::Ok().json(List::of(page, SessionView::from)))
+}
+
+/// Lists live leases of the organization, by product, pool and user if asked.
 pub async fn list(
     state: web::Data<AppState>,
     caller: Caller,
     org: web::Path<String>,
     q: web::Query<PageQuery>,
+    filter: web::Query<Filter>,
 ) -> Result<HttpResponse, ApiError> {
     let (org, actor) = caller.admin_of(&state, &org)?;
-    let page = org.sessions(&actor, q.after.clone(), q.limit()?).await?;
+    let Filter {
+        product,
+        pool,
+        user,
+        ..
+    } = filter.into_inner();
+    let filter = SessionFilter {
+        product,
+        pool,
+        user,
+    };
+    let page = org
+        .sessions(&actor, filter, q.after.clone(), q.limit()?)
+        .await?;
     Ok(HttpResponse::Ok().json(List::of(page, SessionView::from)))
 }
 

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::body::parse;
 use super::wire::{rfc3339, List};
-use super::{ApiError, AppState, Caller, Json, PageQuery};
+use super::{ApiError, AppState, Caller, Filter, Json, PageQuery};
 use crate::domain::{Email, Member, Seat, TenantRole};
 
 /// One member to add.
@@ -114,9 +114,13 @@ pub async fn list(
     caller: Caller,
     org: web::Path<String>,
     q: web::Query<PageQuery>,
+    filter: web::Query<Filter>,
 ) -> Result<HttpResponse, ApiError> {
     let (org, actor) = caller.admin_of(&state, &org)?;
-    let page = org.members(&actor, q.after.clone(), q.limit()?).await?;
+    let email = filter.into_inner().email;
+    let page = org
+        .members(&actor, email, q.after.clone(), q.limit()?)
+        .await?;
     Ok(HttpResponse::Ok().json(List::of(page, UserView::from)))
 }
 

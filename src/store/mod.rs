@@ -9,7 +9,10 @@
 //!   by its event `seq` ([`audit`]), written in the same atomic write as its journal
 //!   entry and kept apart from the journal: compaction drops journal history, never
 //!   audit history (which a retention period prunes);
-//! - `meta`: server metadata (the token signing key).
+//! - `meta`: server metadata (the token signing key);
+//! - `tombstones`: `{org}` of every deleted organization. Deleting writes the tombstone
+//!   and flushes it before anything else is removed, and recovery purges whatever of a
+//!   tombstoned org a crash left behind, so a deleted org never comes back in part.
 //!
 //! Snapshots are files beside sled, `snapshots/{org}.snap` (the state after event `seq`
 //! in the binary format of [`snapshot`]), each written to a temporary file, synced and
@@ -53,7 +56,7 @@ use writer::Op;
 const CACHE_BYTES: u64 = 64 * 1024 * 1024;
 
 /// The trees the writer and recovery use.
-struct Trees {
+pub(crate) struct Trees {
     journal: sled::Tree,
     /// The snapshot files' directory.
     snapshots: PathBuf,
@@ -211,9 +214,15 @@ impl Store {
             journal: db.open_tree("journal")?,
             snapshots: snapfiles::open(dir, &db)?,
         };
+        let audit = db.open_tree("audit")?;
+        let tombstones = db.open_tree("tombstones")?;
+        for org in tombstones.iter().keys() {
+            let org = OrgId::new(String::from_utf8_lossy(&org?).as_ref());
+            purge(&trees, &audit, &org)?;
+        }
+        db.flush()?;
         let (recovered, entries) = recover(&db, &trees)?;
         let meta = db.open_tree("meta")?;
-        let audit = db.open_tree("audit")?;
         let (tx, rx) = mpsc::channel();
         let (snapshots, pending) = mpsc::channel();
         spawn_encoder(
@@ -222,7 +231,7 @@ impl Store {
             tx.clone(),
             faults.dead.clone(),
         );
-        let handle = writer::spawn(db, trees.journal, audit.clone(), rx, entries, faults);
+        let handle = writer::spawn(db, trees, audit.clone(), tombstones, rx, entries, faults);
         let store = Store {
             meta,
             audit,
@@ -309,6 +318,16 @@ impl Store {
             .send(Encode::Snapshot(Box::new(snapshot), seq));
     }
 
+    /// Deletes everything `org` stored: journal, snapshot and audit log. Ordered after
+    /// every append and snapshot sent before it; the [`Ack`] resolves once the org's
+    /// tombstone is flushed, from when no restart brings any of it back. The org's
+    /// actor must have stopped first, or it could journal after the purge.
+    pub fn purge(&self, org: &OrgId) -> Ack {
+        let (done, rx) = oneshot::channel();
+        let _ = self.snapshots.send(Encode::Purge(org.clone(), done));
+        Ack(Some(rx))
+    }
+
     /// Resolves once everything sent before it, snapshots included, is durable.
     pub fn barrier(&self) -> Ack {
         let (done, rx) = oneshot::channel();
@@ -357,6 +376,20 @@ enum Encode {
     Snapshot(Box<Snapshot>, u64),
     /// Passed on to the writer once the snapshots before it are.
     Barrier(oneshot::Sender<Result<(), StoreError>>),
+    /// Passed on likewise: no snapshot of the org queued before it lands after it.
+    Purge(OrgId, oneshot::Sender<Result<(), StoreError>>),
+}
+
+/// Removes what `org` has in the journal, the audit log and the snapshot directory.
+/// Not atomic, and not flushed: only ever run once the org's tombstone is durable.
+fn purge(trees: &Trees, audit: &sled::Tree, org: &OrgId) -> Result<(), StoreError> {
+    let prefix = journal_prefix(org);
+    for tree in [&trees.journal, audit] {
+        for key in tree.scan_prefix(&prefix).keys() {
+            tree.remove(key?)?;
+        }
+    }
+    snapfiles::remove(&trees.snapshots, org)
 }
 
 /// Encodes and writes snapshots one after another, then tells the writer, which knows
@@ -378,6 +411,7 @@ fn spawn_encoder(
             for work in pending {
                 let op = match work {
                     Encode::Barrier(done) => Op::Barrier { done },
+                    Encode::Purge(org, done) => Op::Purge { org, done },
                     Encode::Snapshot(snapshot, seq) => {
                         let value = snapshot::encode(&snapshot, seq);
                         if dead.load(std::sync::atomic::Ordering::SeqCst) {

@@ -57,6 +57,15 @@ pub(super) fn write(dir: &Path, org: &OrgId, bytes: &[u8]) -> Result<(), StoreEr
         .map_err(io("sync", dir))
 }
 
+/// Removes `org`'s snapshot, if it has one.
+pub(super) fn remove(dir: &Path, org: &OrgId) -> Result<(), StoreError> {
+    let target = path(dir, org)?;
+    match fs::remove_file(&target) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io("remove", &target)(e)),
+        _ => Ok(()),
+    }
+}
+
 /// Every snapshot file by org id, in id order.
 pub(super) fn list(dir: &Path) -> Result<BTreeMap<String, PathBuf>, StoreError> {
     let mut found = BTreeMap::new();

@@ -661,3 +661,38 @@ fn audit_entries_page_newest_first_and_prune_by_age() {
     );
     assert!(store.audit_page(&b, None, 10).unwrap().items.is_empty());
 }
+
+/// Deleting an org: once its purge is acknowledged nothing of it comes back, even what
+/// a crash left behind after the tombstone was flushed (here, its snapshot file and a
+/// journal entry put back as if their removal never happened).
+#[test]
+fn a_purged_org_never_comes_back_in_part() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = history(4);
+    assert_eq!(
+        write(dir.path(), Faults::default(), &events, 3),
+        events.len()
+    );
+    let snapshot = dir.path().join("snapshots/org_t.snap");
+    let kept = std::fs::read(&snapshot).unwrap();
+    let (store, recovered) = reopen(dir.path()).unwrap();
+    assert_eq!(recovered.len(), 1);
+    let org = OrgId::new("org_t");
+    block_on(async {
+        store.purge(&org).durable().await.unwrap();
+        // Left over by a crash between the tombstone's flush and the removals.
+        let leftover = change(&org, 99, Timestamp(2), &Actor::System, &events[..1]);
+        store
+            .append(leftover, Durability::Flushed)
+            .durable()
+            .await
+            .unwrap();
+        store.close().await.unwrap();
+    });
+    drop(store);
+    std::fs::write(&snapshot, kept).unwrap();
+
+    let (_store, recovered) = reopen(dir.path()).unwrap();
+    assert!(recovered.is_empty(), "the org stays deleted");
+    assert!(!snapshot.exists(), "its leftovers are removed at start");
+}

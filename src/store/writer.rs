@@ -26,7 +26,7 @@ use sled::Transactional;
 use tokio::sync::oneshot;
 
 use super::record::Entry;
-use super::{journal_key, Entries, StoreError};
+use super::{journal_key, Entries, StoreError, Trees};
 use crate::domain::OrgId;
 use crate::telemetry::metric;
 
@@ -75,20 +75,27 @@ pub(super) enum Op {
     Barrier {
         done: Done,
     },
+    /// Delete everything of `org`: its tombstone is flushed with this round, and `done`
+    /// answered after.
+    Purge {
+        org: OrgId,
+        done: Done,
+    },
     Stop,
 }
 
 pub(super) fn spawn(
     db: sled::Db,
-    journal: sled::Tree,
+    trees: Trees,
     audit: sled::Tree,
+    tombstones: sled::Tree,
     rx: mpsc::Receiver<Op>,
     entries: Entries,
     faults: Faults,
 ) -> JoinHandle<()> {
     std::thread::Builder::new()
         .name("store-writer".into())
-        .spawn(move || run(db, journal, audit, rx, entries, faults))
+        .spawn(move || run(db, trees, audit, tombstones, rx, entries, faults))
         .expect("spawn store writer")
 }
 
@@ -106,6 +113,7 @@ struct Pending {
     groups: Vec<Group>,
     group_of: HashMap<OrgId, usize>,
     snapshotted: Vec<(OrgId, u64)>,
+    purged: Vec<OrgId>,
     audit: Vec<(Vec<u8>, Vec<u8>)>,
     waiting: Vec<Done>,
     ops: usize,
@@ -150,6 +158,10 @@ impl Pending {
             }
             Op::Snapshotted { org, seq } => self.snapshotted.push((org, seq)),
             Op::Barrier { done } => self.waiting.push(done),
+            Op::Purge { org, done } => {
+                self.purged.push(org);
+                self.waiting.push(done);
+            }
             Op::Stop => self.stop = true,
         }
     }
@@ -167,8 +179,9 @@ impl Pending {
 /// as `(first, last)` sequence numbers.
 fn run(
     db: sled::Db,
-    journal: sled::Tree,
+    trees: Trees,
     audit: sled::Tree,
+    tombstones: sled::Tree,
     rx: mpsc::Receiver<Op>,
     mut entries: Entries,
     faults: Faults,
@@ -181,6 +194,7 @@ fn run(
         writes += 1;
         faults.die_after_writes.is_none_or(|n| writes <= n)
     };
+    let journal = &trees.journal;
     let mut pending = Pending::default();
     loop {
         let next = match pending.since {
@@ -246,7 +260,7 @@ fn run(
             for (k, v) in round.audit {
                 logged.insert(k, v);
             }
-            let written: sled::transaction::TransactionResult<(), ()> = (&journal, &audit)
+            let written: sled::transaction::TransactionResult<(), ()> = (journal, &audit)
                 .transaction(|(j, a)| {
                     j.apply_batch(&batch)?;
                     a.apply_batch(&logged)?;
@@ -260,7 +274,19 @@ fn run(
                 }
             }
         }
+        for org in &round.purged {
+            if let Err(e) = tombstones.insert(org.as_str().as_bytes(), &[]) {
+                fail(e);
+            }
+        }
         flush(&db);
+        for org in round.purged {
+            // The tombstone is durable: a crash from here on is finished by recovery.
+            entries.remove(&org);
+            if let Err(e) = super::purge(&trees, &audit, &org) {
+                tracing::error!(%org, error = %e, "purge of a deleted organization unfinished; the next start finishes it");
+            }
+        }
         metrics::histogram!(metric::STORE_FLUSH_SECONDS).record(started.elapsed().as_secs_f64());
         metrics::histogram!(metric::STORE_BATCH_SIZE).record(round.ops as f64);
         garbage.extend(superseded);

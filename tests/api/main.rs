@@ -6,5 +6,6 @@ mod crash;
 mod errors;
 mod hardening;
 mod helpers;
+mod routes;
 mod seats;
 mod sessions;

@@ -730,3 +730,255 @@ async fn floating_activations_record_machines_without_taking_seats() {
         2
     );
 }
+
+#[tokio::test]
+async fn two_admins_allocating_the_last_seats_at_once_never_overfill() {
+    let app = spawn_app().await;
+    let org = app.create_org("two-admins").await;
+    let pool = app
+        .create_pool(&org, json!({"product": "kse", "kind": "named", "seats": 4}))
+        .await;
+    let mut admins = Vec::new();
+    for i in 0..2 {
+        let (status, admin) = app
+            .post(
+                &format!("/v1/orgs/{}/users", org.id),
+                &org.owner_key,
+                json!({"email": format!("admin{i}@example.com"), "tenant_roles": ["administrator"]}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{admin}");
+        let id = admin["id"].as_str().unwrap();
+        let (_, key) = app
+            .post(
+                &format!("/v1/orgs/{}/users/{id}/api-keys", org.id),
+                &org.owner_key,
+                json!({"name": "admin", "scopes": ["admin"]}),
+            )
+            .await;
+        admins.push(key["key"].as_str().unwrap().to_owned());
+    }
+    let path = format!("/v1/orgs/{}/pools/{pool}/allocations", org.id);
+    for round in 0..10 {
+        let mut teams = Vec::new();
+        for t in 0..2 {
+            let mut team = Vec::new();
+            for i in 0..3 {
+                team.push(
+                    app.add_member(&org, &format!("t{round}-{t}-{i}@example.com"))
+                        .await,
+                );
+            }
+            teams.push(team);
+        }
+        let (a, b) = tokio::join!(
+            app.post(&path, &admins[0], json!({ "users": teams[0] })),
+            app.post(&path, &admins[1], json!({ "users": teams[1] })),
+        );
+        let mut statuses = [a.0, b.0];
+        statuses.sort();
+        assert_eq!(
+            statuses,
+            [StatusCode::OK, StatusCode::CONFLICT],
+            "{a:?} {b:?}"
+        );
+        let refused = if a.0 == StatusCode::CONFLICT {
+            &a.1
+        } else {
+            &b.1
+        };
+        assert_eq!(
+            (&refused["error"], &refused["free"], &refused["requested"]),
+            (&json!("quota_exceeded"), &json!(1), &json!(3))
+        );
+        let held = allocations(&app, &org, &pool).await;
+        assert_eq!(held.len(), 3);
+        let winner = if a.0 == StatusCode::OK {
+            &teams[0]
+        } else {
+            &teams[1]
+        };
+        assert!(winner.iter().all(|m| held.contains(m)), "all or nothing");
+        let (status, _) = app
+            .post(
+                &format!("{path}/revoke"),
+                &org.owner_key,
+                json!({ "users": held }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+}
+
+#[tokio::test]
+async fn allocating_while_a_trial_expires_leaves_no_seat_behind() {
+    let app = spawn_app().await;
+    let org = app.create_org("expiring").await;
+    let trial = app
+        .create_pool(
+            &org,
+            json!({"product": "kse", "kind": "named", "seats": 1000, "source": "trial", "expires_at": in_secs(2)}),
+        )
+        .await;
+    let mut members = Vec::new();
+    for i in 0..400 {
+        members.push(app.add_member(&org, &format!("e{i}@example.com")).await);
+    }
+    let path = format!("/v1/orgs/{}/pools/{trial}/allocations", org.id);
+    // Two admins' worth of allocations, one member at a time, until the trial ends.
+    let allocate = |half: usize| {
+        let (app, path, key) = (&app, &path, &org.owner_key);
+        let mine: Vec<&String> = members.iter().skip(half).step_by(2).collect();
+        async move {
+            let mut granted = 0;
+            // Past the end of the list, the last member again (a no-op while the
+            // trial lasts) until the trial's end is seen.
+            for i in 0.. {
+                let m = mine[i.min(mine.len() - 1)];
+                let (status, body) = app.post(path, key, json!({ "users": [m] })).await;
+                match (status, body["error"].as_str()) {
+                    (StatusCode::OK, _) if i < mine.len() => granted += 1,
+                    (StatusCode::OK, _) => {}
+                    (StatusCode::CONFLICT, Some("pool_expired")) => return granted,
+                    other => panic!("{other:?}: {body}"),
+                }
+            }
+            unreachable!()
+        }
+    };
+    let (a, b) = tokio::join!(allocate(0), allocate(1));
+    assert!(a + b > 0, "some allocations came before the end");
+    eventually(
+        "every seat is released",
+        Duration::from_secs(10),
+        || async { (app.pool(&org, &trial).await["allocated"] == 0).then_some(()) },
+    )
+    .await;
+    let log = app.audit(&org).await;
+    let count = |action: &str| log.iter().filter(|e| e["action"] == action).count();
+    assert_eq!(count("allocation.added"), a + b);
+    assert_eq!(
+        count("allocation.released"),
+        a + b,
+        "each release is logged"
+    );
+}
+
+#[tokio::test]
+async fn two_machines_activating_at_the_limit_at_once_take_one_place() {
+    let app = spawn_app().await;
+    let org = app.create_org("machine-race").await;
+    let pool = app
+        .create_pool(
+            &org,
+            json!({"product": "kse", "kind": "named", "seats": 1, "max_machines": 2}),
+        )
+        .await;
+    let (member, key) = app.member_with_key(&org, &["sessions"]).await;
+    let (status, _) = app
+        .post(
+            &format!("/v1/orgs/{}/pools/{pool}/allocations", org.id),
+            &org.owner_key,
+            json!({ "users": [member] }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let activate = |fp: &'static str| {
+        let (app, key) = (&app, &key);
+        async move {
+            app.post(
+                "/v1/activations",
+                key,
+                json!({"product": "kse", "fingerprint": fp}),
+            )
+            .await
+        }
+    };
+    assert_eq!(activate("first").await.0, StatusCode::CREATED);
+    let (a, b) = tokio::join!(activate("second"), activate("third"));
+    let mut statuses = [a.0, b.0];
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        [StatusCode::CREATED, StatusCode::CONFLICT],
+        "{a:?} {b:?}"
+    );
+    let refused = if a.0 == StatusCode::CONFLICT {
+        &a.1
+    } else {
+        &b.1
+    };
+    assert_eq!(refused["error"], "machine_limit_reached");
+    assert_eq!(refused["machines"].as_array().unwrap().len(), 2);
+    let (_, list) = app
+        .get(&format!("/v1/orgs/{}/activations", org.id), &org.owner_key)
+        .await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 2, "{list}");
+}
+
+#[tokio::test]
+async fn admin_changes_survive_a_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let app = &server.app;
+    let org = app.create_org("durable-admin").await;
+    let pool = app
+        .create_pool(&org, json!({"product": "kse", "kind": "named", "seats": 3}))
+        .await;
+    let ann = app.add_member(&org, "ann@example.com").await;
+    let bob = app.add_member(&org, "bob@example.com").await;
+    let cat = app.add_member(&org, "cat@example.com").await;
+    let alloc = format!("/v1/orgs/{}/pools/{pool}/allocations", org.id);
+    let ok = |r: (StatusCode, Value)| assert!(r.0.is_success(), "{:?}", r);
+    ok(app
+        .post(&alloc, &org.owner_key, json!({"users": [ann, bob]}))
+        .await);
+    ok(app
+        .post(
+            &format!("{alloc}/transfer"),
+            &org.owner_key,
+            json!({"from": bob, "to": cat}),
+        )
+        .await);
+    ok(app
+        .post(
+            &format!("{alloc}/revoke"),
+            &org.owner_key,
+            json!({"users": [ann]}),
+        )
+        .await);
+    ok(app
+        .patch(
+            &format!("/v1/orgs/{}/users/{bob}", org.id),
+            &org.owner_key,
+            json!({"tenant_roles": ["administrator"]}),
+        )
+        .await);
+    ok(app
+        .delete(&format!("/v1/orgs/{}/users/{ann}", org.id), &org.owner_key)
+        .await);
+    server.kill_9();
+
+    let server = Server::start(dir.path());
+    let app = &server.app;
+    assert_eq!(allocations(app, &org, &pool).await, [cat]);
+    let (_, user) = app
+        .get(&format!("/v1/orgs/{}/users/{bob}", org.id), &org.owner_key)
+        .await;
+    assert_eq!(user["tenant_roles"], json!(["administrator"]));
+    let (status, _) = app
+        .get(&format!("/v1/orgs/{}/users/{ann}", org.id), &org.owner_key)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let log = app.audit(&org).await;
+    assert_eq!(
+        &actions(&log)[..5],
+        [
+            "member.removed",
+            "member.roles_changed",
+            "allocation.revoked",
+            "allocation.transferred",
+            "allocation.added"
+        ]
+    );
+}

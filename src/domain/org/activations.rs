@@ -9,13 +9,16 @@ use crate::domain::lease::check_fingerprint;
 use crate::domain::page::{self, page_of, Page};
 use crate::domain::pool::check_product;
 use crate::domain::{
-    Activation, ActivationId, DomainError, Event, MemberId, PoolId, PoolKind, Timestamp,
+    Activation, ActivationId, DomainError, Event, KeyId, MemberId, PoolId, PoolKind, Timestamp,
 };
 
 /// A machine to activate, as a member's runtime asks.
 #[derive(Debug, Clone)]
 pub struct ActivateRequest {
     pub member: MemberId,
+    /// The key the request came with: revoked while the request was in flight, it
+    /// activates nothing.
+    pub key: KeyId,
     pub product: String,
     pub fingerprint: String,
     pub hostname: Option<String>,
@@ -29,6 +32,9 @@ impl OrgState {
         id: ActivationId,
         now: Timestamp,
     ) -> Result<Applied<(Activation, bool)>, DomainError> {
+        if !self.key_live(&req.key, now) {
+            return Err(DomainError::KeyRevoked);
+        }
         check_product("product", &req.product)?;
         check_fingerprint(&req.fingerprint)?;
         if let Some(h) = &req.hostname {

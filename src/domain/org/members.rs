@@ -1,31 +1,34 @@
 //! Members and their API keys.
 
-use super::{check_name, Action, Applied, OrgState};
+use super::{check_name, Action, Applied, OrgState, SessionRow};
 use crate::domain::event::{EndReason, Release};
 use crate::domain::page::{self, page_of, Page};
-use crate::domain::{ApiKey, DomainError, Event, Member, MemberId, Scope, TenantRole, Timestamp};
+use crate::domain::{
+    ApiKey, DomainError, Email, Event, Member, MemberId, Scope, TenantRole, Timestamp,
+};
 
 impl OrgState {
     /// A member by id, visible to themselves and to admins.
     pub fn member(&self, actor: &MemberId, id: &str) -> Result<&Member, DomainError> {
-        self.require(actor, Action::ReadMember(&MemberId::new(id)))?;
-        self.members
-            .get(id)
-            .ok_or(DomainError::NotFound { what: "user" })
+        let id = self.member_id_of(id);
+        self.require(actor, Action::ReadMember(&id))?;
+        self.find_member(id.as_str())
     }
 
-    /// A page of members (admins only).
+    /// A page of members (admins only), or of the one with `email`.
     pub fn members(
         &self,
         actor: &MemberId,
+        email: Option<&str>,
         after: Option<&str>,
         limit: usize,
     ) -> Result<Page<Member>, DomainError> {
         self.require(actor, Action::ManageMembers)?;
+        let email = email.map(Email::parse).transpose()?;
         Ok(page_of(
             self.members.range::<str, _>(page::after(after)),
             limit,
-            |_| true,
+            |m| email.as_ref().is_none_or(|e| &m.email == e),
             Member::clone,
         ))
     }
@@ -38,13 +41,9 @@ impl OrgState {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Page<ApiKey>, DomainError> {
-        self.require(actor, Action::ReadKeysOf(&MemberId::new(member)))?;
-        let member = self
-            .members
-            .get(member)
-            .ok_or(DomainError::NotFound { what: "user" })?
-            .id
-            .clone();
+        let member = self.member_id_of(member);
+        self.require(actor, Action::ReadKeysOf(&member))?;
+        let member = self.find_member(member.as_str())?.id.clone();
         Ok(page_of(
             self.keys.range::<str, _>(page::after(after)),
             limit,
@@ -111,10 +110,7 @@ impl OrgState {
         owner_key: impl FnOnce(&MemberId) -> ApiKey,
     ) -> Result<Applied<Member>, DomainError> {
         self.require(actor, Action::ManageMembers)?;
-        let target = self
-            .members
-            .get(id)
-            .ok_or(DomainError::NotFound { what: "user" })?;
+        let target = self.find_member(id)?;
         let mut roles = roles;
         roles.sort();
         roles.dedup();
@@ -189,16 +185,18 @@ impl OrgState {
         now: Timestamp,
     ) -> Result<Applied<()>, DomainError> {
         self.require(actor, Action::ManageMembers)?;
-        let target = self
-            .members
-            .get(id)
-            .ok_or(DomainError::NotFound { what: "user" })?;
+        let target = self.find_member(id)?;
         if target.tenant_roles.contains(&TenantRole::Owner) {
             return Err(DomainError::conflict(
                 "the owner cannot be removed; transfer ownership first",
             ));
         }
-        let sessions = self.leases.of_member(&target.id);
+        let sessions: Vec<SessionRow> = (self.leases.of_member(&target.id).into_iter())
+            .map(|lease| SessionRow {
+                lease,
+                email: Some(target.email.clone()),
+            })
+            .collect();
         if !sessions.is_empty() {
             return Err(DomainError::UserSignedIn { sessions });
         }

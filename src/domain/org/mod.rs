@@ -27,7 +27,7 @@ pub use access::{Action, Decision};
 pub use activations::ActivateRequest;
 pub use allocations::{AllocationCounts, Seat};
 pub use audit::{Audit, AuditEntry};
-pub use sessions::{Acquired, Turn};
+pub use sessions::{Acquired, SessionFilter, SessionRow, Turn};
 pub use usage::{PoolUsage, ProductUsage, Usage};
 
 use super::lease::Leases;
@@ -57,6 +57,19 @@ impl<T> Applied<T> {
             events: self.events,
         }
     }
+}
+
+/// An organization as the operator lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrgSummary {
+    pub id: OrgId,
+    pub name: String,
+    pub created_at: Timestamp,
+    /// None only in an org replayed from a journal cut before its founding events.
+    pub owner: Option<Member>,
+    pub members: usize,
+    pub pools: usize,
+    pub sessions_live: usize,
 }
 
 /// A pool with what is happening on it now.
@@ -430,6 +443,36 @@ impl OrgState {
             waiting: self.waiters.waiting_for(&pool.product),
             expired: !pool.is_active(now),
         }
+    }
+
+    /// What the operator sees of the organization.
+    pub fn summary(&self) -> OrgSummary {
+        OrgSummary {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            created_at: self.created_at,
+            owner: (self.members.values())
+                .find(|m| m.tenant_roles.contains(&TenantRole::Owner))
+                .cloned(),
+            members: self.members.len(),
+            pools: self.pools.len(),
+            sessions_live: self.leases.len(),
+        }
+    }
+
+    /// The member named by id or by e-mail, or 404.
+    fn find_member(&self, who: &str) -> Result<&Member, DomainError> {
+        (self.resolve(who))
+            .and_then(|id| self.members.get(id))
+            .ok_or(DomainError::NotFound { what: "user" })
+    }
+
+    /// The id of the member named by id or by e-mail; an unknown name is taken as an
+    /// id, so authorization can be asked before the 404.
+    fn member_id_of(&self, who: &str) -> MemberId {
+        self.resolve(who)
+            .cloned()
+            .unwrap_or_else(|| MemberId::new(who))
     }
 
     /// The member named by id or by e-mail.

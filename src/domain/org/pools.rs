@@ -16,10 +16,12 @@ impl OrgState {
             .ok_or(DomainError::NotFound { what: "pool" })
     }
 
-    /// A page of pools with their live and waiting counts (admins only).
+    /// A page of pools with their live and waiting counts (admins only); with
+    /// `product`, only the pools that give seats of it (bundles included).
     pub fn pools(
         &self,
         actor: &MemberId,
+        product: Option<&str>,
         after: Option<&str>,
         limit: usize,
         now: Timestamp,
@@ -28,7 +30,7 @@ impl OrgState {
         Ok(page_of(
             self.pools.range::<str, _>(page::after(after)),
             limit,
-            |_| true,
+            |p| product.is_none_or(|want| p.products().any(|x| x == want)),
             |p| self.pool_status(p, now),
         ))
     }

@@ -12,7 +12,7 @@ use crate::domain::event::EndReason;
 use crate::domain::page::{self, page_of, Page};
 use crate::domain::waiters::{WaitLimits, Waiter};
 use crate::domain::{
-    AcquireRequest, DomainError, Event, KeyId, Lease, MemberId, Pool, PoolKind, SessionId,
+    AcquireRequest, DomainError, Email, Event, KeyId, Lease, MemberId, Pool, PoolKind, SessionId,
     Timestamp,
 };
 
@@ -32,21 +32,77 @@ pub enum Turn {
     Answer(u64, Result<Applied<Acquired>, DomainError>),
 }
 
+/// Which live leases a listing shows; each field narrows it (user by id or e-mail).
+#[derive(Debug, Clone, Default)]
+pub struct SessionFilter {
+    pub product: Option<String>,
+    pub pool: Option<String>,
+    pub user: Option<String>,
+}
+
+/// A live lease as listed, with its holder's e-mail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRow {
+    pub lease: Lease,
+    pub email: Option<Email>,
+}
+
 impl OrgState {
-    /// A page of live leases (admins only).
+    /// A page of live leases (admins only), narrowed by `filter`. A filter naming no
+    /// member matches nothing. Filters scan the leases in id order: an index per
+    /// member or pool would cost memory on every lease for a rare admin read.
     pub fn sessions(
         &self,
         actor: &MemberId,
+        filter: &SessionFilter,
         after: Option<&str>,
         limit: usize,
-    ) -> Result<Page<Lease>, DomainError> {
+    ) -> Result<Page<SessionRow>, DomainError> {
         self.require(actor, Action::ManageSessions)?;
-        Ok(page_of(
+        let user = match &filter.user {
+            None => None,
+            Some(who) => match self.resolve(who) {
+                Some(id) => Some(id),
+                None => {
+                    return Ok(Page {
+                        items: vec![],
+                        next: None,
+                    })
+                }
+            },
+        };
+        Ok(self.session_page(after, limit, |l| {
+            user.is_none_or(|u| &l.member == u)
+                && filter.product.as_deref().is_none_or(|p| &*l.product == p)
+                && filter.pool.as_deref().is_none_or(|p| l.pool.as_str() == p)
+        }))
+    }
+
+    /// A page of `member`'s own live leases: any key of theirs may list them.
+    pub fn own_sessions(
+        &self,
+        member: &MemberId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Page<SessionRow> {
+        self.session_page(after, limit, |l| &l.member == member)
+    }
+
+    fn session_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        keep: impl Fn(&Lease) -> bool,
+    ) -> Page<SessionRow> {
+        page_of(
             self.leases.all().range::<_, str>(page::after(after)),
             limit,
-            |_| true,
-            |l| Lease::clone(l),
-        ))
+            |l| keep(l),
+            |l| SessionRow {
+                lease: Lease::clone(l),
+                email: self.members.get(&l.member).map(|m| m.email.clone()),
+            },
+        )
     }
 
     /// Grants a newcomer a seat, or returns the machine's live lease (renewed), or
@@ -178,7 +234,9 @@ impl OrgState {
         })
     }
 
-    fn key_live(&self, key: &KeyId, now: Timestamp) -> bool {
+    /// Whether `key` is still there and unexpired: a request checked at the door may
+    /// have lost its key while it was in flight.
+    pub(super) fn key_live(&self, key: &KeyId, now: Timestamp) -> bool {
         self.keys
             .get(key)
             .is_some_and(|k| k.expires_at.is_none_or(|at| now < at))
