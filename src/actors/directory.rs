@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use actix::{Actor, Arbiter, ArbiterHandle};
 use dashmap::DashMap;
 
-use super::org_actor::{ActorSettings, OrgActor};
+use super::org_actor::{AccessSlot, ActorSettings, OrgActor};
 use super::{clock, ActorError, OrgHandle, Principal};
 use crate::domain::ids::mint;
 use crate::domain::{
@@ -193,6 +193,7 @@ impl Directory {
                 .find(live)
                 .expect("a live arbiter: the server is running")
         });
+        let view: AccessSlot = Arc::new(RwLock::new(state.access().clone()));
         let actor = OrgActor::new(
             state,
             self.store.clone(),
@@ -200,10 +201,11 @@ impl Directory {
             seq,
             journal_len,
             self.settings,
+            view.clone(),
         );
         let addr = OrgActor::start_in_arbiter(&arbiters[i], move |_| actor);
         drop(arbiters);
-        let handle = OrgHandle::new(addr);
+        let handle = OrgHandle::new(addr, view);
         self.orgs.insert(id, handle.clone());
         handle
     }

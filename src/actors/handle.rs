@@ -6,14 +6,19 @@ use std::time::Duration;
 
 use actix::Addr;
 
-use super::org_actor::{Acquire, AcquireReply, Close, Command, OrgActor, Query};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use super::org_actor::{AccessSlot, Acquire, AcquireReply, Close, Command, OrgActor, Query};
 use super::{ActorError, GoneProbe, Principal};
 use crate::domain::ids::mint;
+use crate::domain::project::{Group, Project, Subject};
+use crate::domain::roles::CustomRole;
 use crate::domain::{
-    AcquireRequest, Acquired, Action, ActivateRequest, Activation, ActivationId, AllocationCounts,
-    ApiKey, Applied, DomainError, Email, Lease, Member, MemberId, OrgState, OrgSummary, Page,
-    PoolId, PoolPatch, PoolSpec, PoolStatus, Scope, Seat, SessionFilter, SessionRow, TenantRole,
-    Timestamp, Usage,
+    AccessView, AcquireRequest, Acquired, Action, ActivateRequest, Activation, ActivationId,
+    AllocationCounts, ApiKey, Applied, DomainError, Email, GroupId, Lease, Member, MemberId,
+    OrgState, OrgSummary, Page, PoolId, PoolPatch, PoolSpec, PoolStatus, ProjectId, RoleId,
+    RoleSpec, Scope, Seat, SessionFilter, SessionRow, TenantRole, Timestamp, Usage,
 };
 use crate::secrets::{mint_key, NewKey};
 use crate::store::Durability;
@@ -22,11 +27,18 @@ use crate::store::Durability;
 #[derive(Clone)]
 pub struct OrgHandle {
     addr: Addr<OrgActor>,
+    view: AccessSlot,
 }
 
 impl OrgHandle {
-    pub(super) fn new(addr: Addr<OrgActor>) -> OrgHandle {
-        OrgHandle { addr }
+    pub(super) fn new(addr: Addr<OrgActor>, view: AccessSlot) -> OrgHandle {
+        OrgHandle { addr, view }
+    }
+
+    /// The org's access view as of its last acknowledged change, read without a trip
+    /// through the actor: authorization queries never queue behind writes.
+    pub fn access_view(&self) -> Arc<AccessView> {
+        self.view.read().expect("access view lock").clone()
     }
 
     /// Decides a change as `by`; answers once its events are flushed.
@@ -448,6 +460,204 @@ impl OrgHandle {
     pub(super) async fn close(&self) {
         // An actor already gone has nothing left to close.
         let _ = self.addr.send(Close).await;
+    }
+
+    /// Creates a project owned by its creator.
+    pub async fn create_project(
+        &self,
+        by: &Principal,
+        name: String,
+        product: String,
+    ) -> Result<Project, ActorError> {
+        let actor = by.member.clone();
+        self.command(by, move |s, now| {
+            let id = ProjectId::new(mint(ProjectId::PREFIX, now, rand::random()));
+            s.create_project(&actor, id, &name, &product, now)
+        })
+        .await
+    }
+
+    /// A project the caller sees.
+    pub async fn project(&self, by: &Principal, id: String) -> Result<Project, ActorError> {
+        let actor = by.member.clone();
+        self.query(move |s, _| s.project(&actor, &id).cloned())
+            .await
+    }
+
+    /// A page of the projects the caller sees.
+    pub async fn projects(
+        &self,
+        by: &Principal,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<Page<Project>, ActorError> {
+        let actor = by.member.clone();
+        self.query(move |s, _| Ok(s.projects(&actor, after.as_deref(), limit)))
+            .await
+    }
+
+    /// Assigns a user or group to a project with roles.
+    pub async fn set_access(
+        &self,
+        by: &Principal,
+        project: String,
+        subject: String,
+        roles: Vec<String>,
+    ) -> Result<(Subject, BTreeSet<RoleId>), ActorError> {
+        let actor = by.member.clone();
+        self.command(by, move |s, now| {
+            s.set_access(&actor, &project, &subject, &roles, now)
+        })
+        .await
+    }
+
+    /// A project's assignments.
+    pub async fn access_of(
+        &self,
+        by: &Principal,
+        project: String,
+    ) -> Result<Vec<(Subject, BTreeSet<RoleId>)>, ActorError> {
+        let actor = by.member.clone();
+        self.query(move |s, _| s.access_of(&actor, &project)).await
+    }
+
+    /// Removes assignments, all or none.
+    pub async fn remove_access(
+        &self,
+        by: &Principal,
+        project: String,
+        subjects: Vec<String>,
+    ) -> Result<(), ActorError> {
+        let actor = by.member.clone();
+        self.command(by, move |s, now| {
+            s.remove_access(&actor, &project, &subjects, now)
+        })
+        .await
+    }
+
+    /// Gives a project to another member.
+    pub async fn transfer_project(
+        &self,
+        by: &Principal,
+        project: String,
+        to: String,
+    ) -> Result<Project, ActorError> {
+        let actor = by.member.clone();
+        self.command(by, move |s, _| s.transfer_project(&actor, &project, &to))
+            .await
+    }
+
+    /// Creates a group.
+    pub async fn create_group(
+        &self,
+        by: &Principal,
+        name: String,
+        members: Vec<String>,
+        tenant_roles: Vec<TenantRole>,
+    ) -> Result<Group, ActorError> {
+        let actor = by.member.clone();
+        self.command(by, move |s, now| {
+            let id = GroupId::new(mint(GroupId::PREFIX, now, rand::random()));
+            s.create_group(&actor, id, &name, &members, tenant_roles, now)
+        })
+        .await
+    }
+
+    /// Changes a group's name, members or tenant roles.
+    pub async fn change_group(
+        &self,
+        by: &Principal,
+        id: String,
+        name: Option<String>,
+        members: Option<Vec<String>>,
+        tenant_roles: Option<Vec<TenantRole>>,
+    ) -> Result<Group, ActorError> {
+        let actor = by.member.clone();
+        self.command(by, move |s, _| {
+            s.change_group(
+                &actor,
+                &id,
+                name.as_deref(),
+                members.as_deref(),
+                tenant_roles,
+            )
+        })
+        .await
+    }
+
+    /// Deletes a group.
+    pub async fn delete_group(&self, by: &Principal, id: String) -> Result<(), ActorError> {
+        let actor = by.member.clone();
+        self.command(by, move |s, _| s.delete_group(&actor, &id))
+            .await
+    }
+
+    /// One group, or all of them.
+    pub async fn groups(
+        &self,
+        by: &Principal,
+        id: Option<String>,
+    ) -> Result<Vec<Group>, ActorError> {
+        let actor = by.member.clone();
+        self.query(move |s, _| match id {
+            Some(id) => s.group(&actor, &id).map(|g| vec![g]),
+            None => s.groups(&actor),
+        })
+        .await
+    }
+
+    /// Creates a custom role, or clones `from` under the spec's name.
+    pub async fn create_role(
+        &self,
+        by: &Principal,
+        spec: RoleSpec,
+        from: Option<String>,
+    ) -> Result<CustomRole, ActorError> {
+        let actor = by.member.clone();
+        self.command(by, move |s, now| {
+            let id = RoleId::new(mint(RoleId::PREFIX, now, rand::random()));
+            match from {
+                Some(from) => {
+                    let name = spec.name.unwrap_or_default();
+                    s.clone_role(&actor, &from, id, &name, now)
+                }
+                None => s.create_role(&actor, id, spec, now),
+            }
+        })
+        .await
+    }
+
+    /// Changes a custom role.
+    pub async fn update_role(
+        &self,
+        by: &Principal,
+        id: String,
+        spec: RoleSpec,
+    ) -> Result<CustomRole, ActorError> {
+        let actor = by.member.clone();
+        self.command(by, move |s, _| s.update_role(&actor, &id, spec))
+            .await
+    }
+
+    /// Deletes a custom role and its assignments.
+    pub async fn delete_role(&self, by: &Principal, id: String) -> Result<(), ActorError> {
+        let actor = by.member.clone();
+        self.command(by, move |s, _| s.delete_role(&actor, &id))
+            .await
+    }
+
+    /// One custom role, or all of them.
+    pub async fn roles(
+        &self,
+        by: &Principal,
+        id: Option<String>,
+    ) -> Result<Vec<CustomRole>, ActorError> {
+        let actor = by.member.clone();
+        self.query(move |s, _| match id {
+            Some(id) => s.role(&actor, &id).map(|r| vec![r]),
+            None => s.custom_roles(&actor),
+        })
+        .await
     }
 
     /// What the operator sees of the organization.

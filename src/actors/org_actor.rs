@@ -1,7 +1,7 @@
 //! The actor that owns one organization's [`OrgState`].
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -11,8 +11,8 @@ use super::directory::KeyIndex;
 use super::{clock, ActorError, GoneProbe};
 use crate::domain::ids::mint;
 use crate::domain::{
-    AcquireRequest, Acquired, Actor as By, Applied, DomainError, Event, OrgState, SessionId,
-    Timestamp, Turn, WaitLimits, Waiter,
+    AccessView, AcquireRequest, Acquired, Actor as By, Applied, DomainError, Event, OrgState,
+    SessionId, Timestamp, Turn, WaitLimits, Waiter,
 };
 use crate::store::{Ack, Change, Durability, Store};
 use crate::telemetry::metric;
@@ -59,7 +59,14 @@ pub(super) struct OrgActor {
     next_waiter: u64,
     /// Whether a change since waiters were last served may have made a seat usable.
     seats_freed: bool,
+    /// Where the org's access view is published for readers on other threads.
+    view: AccessSlot,
+    /// What `view` holds, compared by pointer so unchanged views cost no lock.
+    published: Arc<AccessView>,
 }
+
+/// The latest access view of an org, replaced by its actor after each change to it.
+pub type AccessSlot = Arc<RwLock<Arc<AccessView>>>;
 
 impl OrgActor {
     pub(super) fn new(
@@ -69,7 +76,9 @@ impl OrgActor {
         seq: u64,
         journal_len: u64,
         settings: ActorSettings,
+        view: AccessSlot,
     ) -> OrgActor {
+        let published = state.access().clone();
         OrgActor {
             state,
             store,
@@ -81,6 +90,8 @@ impl OrgActor {
             waiters: HashMap::new(),
             next_waiter: 0,
             seats_freed: false,
+            published,
+            view,
         }
     }
 
@@ -96,6 +107,12 @@ impl OrgActor {
         let (value, events, audit) = self.state.apply_audited(applied);
         if events.is_empty() {
             return (value, Ack::done());
+        }
+        // Published before the change is acknowledged, so an answered change is
+        // already what the authorization query reads.
+        if !Arc::ptr_eq(&self.published, self.state.access()) {
+            self.published = self.state.access().clone();
+            *self.view.write().expect("access view lock") = self.published.clone();
         }
         let change = Change {
             org: self.state.id(),

@@ -2,9 +2,13 @@
 
 use serde::{Deserialize, Serialize};
 
+use std::collections::BTreeSet;
+
+use super::project::{Group, Project, Subject};
+use super::roles::CustomRole;
 use super::{
-    Activation, ActivationId, ApiKey, KeyId, Lease, Member, MemberId, OrgId, Pool, PoolId,
-    SessionId, TenantRole, Timestamp,
+    Activation, ActivationId, ApiKey, GroupId, KeyId, Lease, Member, MemberId, OrgId, Pool, PoolId,
+    ProjectId, RoleId, SessionId, TenantRole, Timestamp,
 };
 
 /// Why a lease ended.
@@ -120,6 +124,35 @@ pub enum Event {
     /// An acquire was refused because these pools (all that could serve it) were full.
     Denied {
         pools: Vec<PoolId>,
+    },
+    GroupCreated(Group),
+    /// The group's name, members or tenant roles, replaced whole.
+    GroupChanged(Group),
+    GroupDeleted {
+        id: GroupId,
+    },
+    ProjectCreated(Project),
+    /// The subject's roles in the project, replaced whole (empty: `read_only`).
+    AccessSet {
+        project: ProjectId,
+        subject: Subject,
+        roles: BTreeSet<RoleId>,
+    },
+    AccessRemoved {
+        project: ProjectId,
+        subject: Subject,
+    },
+    /// Ownership moved; the old owner keeps their assignment (`read_only` if none,
+    /// which the same change sets by an [`Event::AccessSet`] of its own).
+    ProjectOwnerChanged {
+        project: ProjectId,
+        owner: MemberId,
+    },
+    RoleCreated(CustomRole),
+    RoleChanged(CustomRole),
+    /// The role is gone, and with it from every assignment.
+    RoleDeleted {
+        id: RoleId,
     },
     LeaseGranted(std::sync::Arc<Lease>),
     LeaseRenewed {

@@ -72,6 +72,19 @@ id_type!(
     ActivationId, "act"
 );
 
+id_type!(
+    /// A project (seed 002's test project).
+    ProjectId, "prj"
+);
+id_type!(
+    /// A group of members; the built-in one is `everyone`.
+    GroupId, "grp"
+);
+id_type!(
+    /// A project role: a built-in one's id is its name, a custom one's is minted.
+    RoleId, "rol"
+);
+
 /// Crockford base32, lower case: ids sort in the order they were minted.
 const ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
 

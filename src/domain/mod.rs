@@ -15,20 +15,24 @@ pub mod member;
 pub mod org;
 pub mod page;
 pub mod pool;
+pub mod project;
+pub mod roles;
 pub mod time;
 pub mod waiters;
 
 pub use activation::Activation;
 pub use error::DomainError;
 pub use event::{Actor, EndReason, Event, Release};
-pub use ids::{ActivationId, KeyId, MemberId, OrgId, PoolId, SessionId};
+pub use ids::{
+    ActivationId, GroupId, KeyId, MemberId, OrgId, PoolId, ProjectId, RoleId, SessionId,
+};
 pub use key::{ApiKey, Scope, Scopes};
 pub use lease::{AcquireRequest, Lease};
 pub use member::{Email, Member, TenantRole};
 pub use org::{
-    Acquired, Action, ActivateRequest, AllocationCounts, Applied, Audit, AuditEntry, Decision,
-    LeaseSet, OrgState, OrgSummary, PoolStatus, PoolUsage, ProductUsage, Seat, SessionFilter,
-    SessionRow, Snapshot, Turn, Usage,
+    AccessView, Acquired, Action, ActivateRequest, AllocationCounts, Applied, Audit, AuditEntry,
+    Decision, LeaseSet, OrgState, OrgSummary, PoolStatus, PoolUsage, ProductUsage, RoleSpec, Seat,
+    SessionFilter, SessionRow, Snapshot, Turn, Usage, Verdict,
 };
 pub use page::Page;
 pub use pool::{Pool, PoolKind, PoolPatch, PoolSource, PoolSpec};

@@ -801,3 +801,59 @@ proptest! {
         prop_assert_eq!(image(&OrgState::restore(state.snapshot())), image(&state));
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// However a member's roles come (directly, through groups, through Everyone, or as
+    /// project owner), no (L) right is ever granted without a named seat of the
+    /// project's product.
+    #[test]
+    fn no_licensed_right_without_a_seat(
+        direct in proptest::collection::vec(0usize..6, 0..3),
+        via_group in proptest::collection::vec(0usize..6, 0..3),
+        via_everyone in proptest::collection::vec(0usize..6, 0..2),
+        in_group in any::<bool>(),
+        seated in any::<bool>(),
+        owns in any::<bool>(),
+    ) {
+        use crate::domain::roles::{valid_names, licensed, BUILTIN};
+        let (mut state, mut journal) = org(&[]);
+        let owner = MemberId::new(OWNER);
+        let now = Timestamp(1_000);
+        let named = PoolSpec { kind: PoolKind::Named, ..floating("tm", 5, 10) };
+        run(&mut state, &mut journal, |s| s.create_pool(&owner, PoolId::new("pool_tm"), named, now)).unwrap();
+        let m = "usr_m1";
+        if seated {
+            run(&mut state, &mut journal, |s| s.allocate(&owner, "pool_tm", &[m.to_owned()], now)).unwrap();
+        }
+        run(&mut state, &mut journal, |s| {
+            s.create_project(&owner, ProjectId::new("prj_p"), "p", "tm", now)
+        }).unwrap();
+        let members = if in_group { vec![m.to_owned()] } else { vec![] };
+        run(&mut state, &mut journal, |s| {
+            s.create_group(&owner, GroupId::new("grp_g"), "g", &members, vec![], now)
+        }).unwrap();
+        // Role 0 stands for "assigned with no role" (read_only); "owner" is never assignable.
+        let roles = |picks: &[usize]| -> Vec<String> {
+            picks.iter().filter(|i| **i > 0).map(|i| BUILTIN[*i].to_owned()).collect()
+        };
+        for (subject, picks) in [(m, &direct), ("grp_g", &via_group), ("everyone", &via_everyone)] {
+            if !picks.is_empty() {
+                run(&mut state, &mut journal, |s| s.set_access(&owner, "prj_p", subject, &roles(picks), now)).unwrap();
+            }
+        }
+        if owns {
+            run(&mut state, &mut journal, |s| s.transfer_project(&owner, "prj_p", m)).unwrap();
+        }
+        let view = state.access();
+        let who = MemberId::new(m);
+        let project = view.project("prj_p").unwrap();
+        for name in valid_names() {
+            let verdict = view.check(&who, project, &name, now);
+            if verdict.allowed && licensed(&name) {
+                prop_assert!(seated, "{} granted without a seat: {:?}", name, verdict);
+            }
+        }
+    }
+}

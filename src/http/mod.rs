@@ -6,12 +6,15 @@ mod allocations;
 mod auth;
 mod body;
 mod error;
+mod groups;
 mod keys;
 mod ops;
 mod orgs;
 pub(crate) mod peer;
 mod pools;
+mod projects;
 mod reports;
+mod roles;
 mod sessions;
 mod users;
 pub mod wire;
@@ -143,6 +146,65 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "/v1/orgs/{org}/pools/{pool}/allocations/{user}",
             web::delete().to(allocations::delete),
         )
+        .service(
+            web::resource("/v1/orgs/{org}/groups")
+                .route(web::post().to(groups::create))
+                .route(web::get().to(groups::list)),
+        )
+        .service(
+            web::resource("/v1/orgs/{org}/groups/{group}")
+                .route(web::get().to(groups::get))
+                .route(web::patch().to(groups::update))
+                .route(web::delete().to(groups::delete)),
+        )
+        .route(
+            "/v1/orgs/{org}/groups/{group}/members",
+            web::put().to(groups::set_members),
+        )
+        .service(
+            web::resource("/v1/orgs/{org}/projects")
+                .route(web::post().to(projects::create))
+                .route(web::get().to(projects::list)),
+        )
+        .route(
+            "/v1/orgs/{org}/projects/{project}",
+            web::get().to(projects::get),
+        )
+        .service(
+            web::resource("/v1/orgs/{org}/projects/{project}/access")
+                .route(web::put().to(projects::assign))
+                .route(web::get().to(projects::access)),
+        )
+        // Before `access/{subject}`, which would take this name as a subject.
+        .route(
+            "/v1/orgs/{org}/projects/{project}/access/remove",
+            web::post().to(projects::unassign),
+        )
+        .service(
+            web::resource("/v1/orgs/{org}/projects/{project}/access/{subject}")
+                .route(web::get().to(projects::access_one))
+                .route(web::delete().to(projects::unassign_one)),
+        )
+        .route(
+            "/v1/orgs/{org}/projects/{project}/transfer-ownership",
+            web::post().to(projects::transfer),
+        )
+        .service(
+            web::resource("/v1/orgs/{org}/roles")
+                .route(web::post().to(roles::create))
+                .route(web::get().to(roles::list)),
+        )
+        .service(
+            web::resource("/v1/orgs/{org}/roles/{role}")
+                .route(web::get().to(roles::get))
+                .route(web::patch().to(roles::update))
+                .route(web::delete().to(roles::delete)),
+        )
+        .route(
+            "/v1/orgs/{org}/roles/{role}/clone",
+            web::post().to(roles::clone),
+        )
+        .route("/v1/orgs/{org}/authz/check", web::get().to(projects::check))
         .route("/v1/orgs/{org}/usage", web::get().to(reports::usage))
         .route("/v1/orgs/{org}/audit", web::get().to(reports::audit))
         .route("/v1/orgs/{org}/sessions", web::get().to(sessions::list))

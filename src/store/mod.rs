@@ -619,6 +619,7 @@ fn rebuild(
         }
         kept.push_back((first, last));
     }
+    r.state.refresh_access();
     Ok((r, kept))
 }
 

@@ -17,6 +17,8 @@ use serde::{Deserialize, Serialize};
 
 use super::record::{decode_json, SnapshotRecord, SNAPSHOT_VERSION};
 use super::StoreError;
+use crate::domain::project::{Group, Project};
+use crate::domain::roles::CustomRole;
 use crate::domain::{
     Activation, ApiKey, KeyId, Lease, LeaseSet, Member, MemberId, OrgId, Pool, PoolId, SessionId,
     Snapshot, Timestamp,
@@ -40,6 +42,12 @@ struct State<M, K, P> {
     /// bytes they had before activations existed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     activations: Vec<Activation>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    groups: Vec<Group>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    projects: Vec<Project>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    roles: Vec<CustomRole>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -121,6 +129,9 @@ pub fn encode(snapshot: &Snapshot, seq: u64) -> Vec<u8> {
         keys: &snapshot.keys,
         pools: &snapshot.pools,
         activations: snapshot.activations.clone(),
+        groups: snapshot.groups.clone(),
+        projects: snapshot.projects.clone(),
+        roles: snapshot.roles.clone(),
     };
     let state_json = serde_json::to_vec(&state).expect("snapshots serialize");
     let head = Head {
@@ -223,6 +234,9 @@ fn decode_v2(key: &[u8], bytes: &[u8]) -> Result<SnapshotRecord<Snapshot>, Store
             keys: state.keys,
             pools: state.pools,
             activations: state.activations,
+            groups: state.groups,
+            projects: state.projects,
+            roles: state.roles,
             leases: leases.into_iter().collect::<LeaseSet>(),
         },
     })

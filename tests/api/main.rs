@@ -6,6 +6,7 @@ mod crash;
 mod errors;
 mod hardening;
 mod helpers;
+mod projects;
 mod routes;
 mod seats;
 mod sessions;

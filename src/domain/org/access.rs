@@ -21,6 +21,15 @@ pub enum Action<'a> {
     ManageSessions,
     /// Read the usage report and the audit log.
     ReadReports,
+    /// Create, change or delete groups.
+    ManageGroups,
+    /// Create a project (and own it).
+    CreateProject,
+    /// Create, change, clone or delete custom roles.
+    ManageRoles,
+    /// List the organization's groups and roles (any member: they name what can be
+    /// assigned).
+    Browse,
 }
 
 /// An answer of [`OrgState::authorize`].
@@ -58,7 +67,7 @@ impl OrgState {
         let admin = || {
             if member.tenant_roles.contains(&TenantRole::Owner) {
                 Decision::allow("owner")
-            } else if member.tenant_roles.contains(&TenantRole::Administrator) {
+            } else if self.has_tenant_role(who, TenantRole::Administrator) {
                 Decision::allow("administrator")
             } else {
                 Decision::deny(NEEDS_ADMIN)
@@ -68,7 +77,27 @@ impl OrgState {
             Action::ManageMembers
             | Action::ManagePools
             | Action::ManageSessions
+            | Action::ManageGroups
             | Action::ReadReports => admin(),
+            Action::Browse => Decision::allow("member"),
+            Action::CreateProject => match admin() {
+                allowed if allowed.allowed => allowed,
+                _ if self.has_tenant_role(who, TenantRole::ProjectCreator) => {
+                    Decision::allow("project_creator")
+                }
+                _ => Decision::deny(
+                    "only an owner, administrator or project_creator may create projects",
+                ),
+            },
+            Action::ManageRoles => match admin() {
+                allowed if allowed.allowed => allowed,
+                _ if self.projects.values().any(|p| &p.owner == who) => {
+                    Decision::allow("project owner")
+                }
+                _ => Decision::deny(
+                    "only a project owner, owner or administrator may manage custom roles",
+                ),
+            },
             Action::ReadMember(target) | Action::ReadKeysOf(target) if target == who => {
                 Decision::allow("own account")
             }
@@ -81,6 +110,17 @@ impl OrgState {
             }
             Action::ManageKeysOf(_) => admin(),
         }
+    }
+
+    /// Whether `who` holds tenant role `role`, themselves or through a group.
+    pub(super) fn has_tenant_role(&self, who: &MemberId, role: TenantRole) -> bool {
+        self.members
+            .get(who)
+            .is_some_and(|m| m.tenant_roles.contains(&role))
+            || self
+                .groups
+                .values()
+                .any(|g| g.tenant_roles.contains(&role) && g.has(who))
     }
 
     /// [`OrgState::authorize`] as a result: a denial answers 403 with its reason.

@@ -186,6 +186,71 @@ impl OrgState {
                     after,
                 )]
             }
+            Event::GroupCreated(g) => {
+                vec![entry("group.created", g.id.as_str(), Value::Null, json!(g))]
+            }
+            Event::GroupChanged(g) => {
+                let before = self.groups.get(&g.id).map_or(Value::Null, |b| json!(b));
+                vec![entry("group.updated", g.id.as_str(), before, json!(g))]
+            }
+            Event::GroupDeleted { id } => {
+                let before = self.groups.get(id).map_or(Value::Null, |b| json!(b));
+                vec![entry("group.deleted", id.as_str(), before, Value::Null)]
+            }
+            Event::ProjectCreated(p) => {
+                vec![entry(
+                    "project.created",
+                    p.id.as_str(),
+                    Value::Null,
+                    json!(p),
+                )]
+            }
+            Event::AccessSet {
+                project,
+                subject,
+                roles,
+            } => {
+                let before = (self.projects.get(project))
+                    .and_then(|p| p.access.get(subject))
+                    .map_or(Value::Null, |r| json!({ "roles": r }));
+                vec![entry(
+                    "access.assigned",
+                    project.as_str(),
+                    json!({ "subject": subject, "before": before }),
+                    json!({ "subject": subject, "roles": roles }),
+                )]
+            }
+            Event::AccessRemoved { project, subject } => {
+                let before = (self.projects.get(project))
+                    .and_then(|p| p.access.get(subject))
+                    .map_or(Value::Null, |r| json!({ "subject": subject, "roles": r }));
+                vec![entry(
+                    "access.removed",
+                    project.as_str(),
+                    before,
+                    Value::Null,
+                )]
+            }
+            Event::ProjectOwnerChanged { project, owner } => {
+                let before = self.projects.get(project).map(|p| &p.owner);
+                vec![entry(
+                    "ownership.transferred",
+                    project.as_str(),
+                    json!({ "owner": before }),
+                    json!({ "owner": owner }),
+                )]
+            }
+            Event::RoleCreated(r) => {
+                vec![entry("role.created", r.id.as_str(), Value::Null, json!(r))]
+            }
+            Event::RoleChanged(r) => {
+                let before = self.roles.get(&r.id).map_or(Value::Null, |b| json!(b));
+                vec![entry("role.updated", r.id.as_str(), before, json!(r))]
+            }
+            Event::RoleDeleted { id } => {
+                let before = self.roles.get(id).map_or(Value::Null, |b| json!(b));
+                vec![entry("role.deleted", id.as_str(), before, Value::Null)]
+            }
             Event::ActivationSeen { .. }
             | Event::LeaseGranted(_)
             | Event::LeaseRenewed { .. }

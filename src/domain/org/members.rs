@@ -217,6 +217,7 @@ impl OrgState {
             }
         }
         events.extend(self.deactivations(Some(id), None, now));
+        events.extend(self.hand_over_projects(id));
         events.push(Event::MemberRemoved { id: id.clone() });
         Ok(Applied { value: (), events })
     }

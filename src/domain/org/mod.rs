@@ -13,8 +13,10 @@ mod access;
 mod activations;
 mod allocations;
 mod audit;
+mod authz;
 mod members;
 mod pools;
+mod projects;
 mod sessions;
 mod usage;
 
@@ -27,14 +29,18 @@ pub use access::{Action, Decision};
 pub use activations::ActivateRequest;
 pub use allocations::{AllocationCounts, Seat};
 pub use audit::{Audit, AuditEntry};
+pub use authz::{AccessView, Verdict};
+pub use projects::RoleSpec;
 pub use sessions::{Acquired, SessionFilter, SessionRow, Turn};
 pub use usage::{PoolUsage, ProductUsage, Usage};
 
 use super::lease::Leases;
+use super::project::{Group, Project, Subject};
+use super::roles::CustomRole;
 use super::waiters::WaitQueues;
 use super::{
-    Activation, ActivationId, ApiKey, DomainError, Email, Event, KeyId, Lease, Member, MemberId,
-    OrgId, Pool, PoolId, PoolKind, SessionId, TenantRole, Timestamp,
+    Activation, ActivationId, ApiKey, DomainError, Email, Event, GroupId, KeyId, Lease, Member,
+    MemberId, OrgId, Pool, PoolId, PoolKind, ProjectId, RoleId, SessionId, TenantRole, Timestamp,
 };
 
 /// Lease time of a pool created without `ttl_seconds`.
@@ -96,8 +102,16 @@ pub struct OrgState {
     keys: BTreeMap<KeyId, ApiKey>,
     pools: BTreeMap<PoolId, Pool>,
     activations: BTreeMap<ActivationId, Activation>,
+    groups: BTreeMap<GroupId, Group>,
+    projects: BTreeMap<ProjectId, Project>,
+    roles: BTreeMap<RoleId, CustomRole>,
     leases: Leases,
     waiters: WaitQueues,
+    /// What authorization reads, rebuilt after each change to who may do what and
+    /// shared with readers that must not queue behind the actor.
+    access: Arc<AccessView>,
+    /// Whether events applied since the last rebuild changed it.
+    access_stale: bool,
 }
 
 /// The durable image of an [`OrgState`], written to compact the journal.
@@ -112,6 +126,12 @@ pub struct Snapshot {
     /// Active and deactivated machines.
     #[serde(default)]
     pub activations: Vec<Activation>,
+    #[serde(default)]
+    pub groups: Vec<Group>,
+    #[serde(default)]
+    pub projects: Vec<Project>,
+    #[serde(default)]
+    pub roles: Vec<CustomRole>,
     pub leases: LeaseSet,
 }
 
@@ -191,8 +211,13 @@ impl OrgState {
             keys: BTreeMap::new(),
             pools: BTreeMap::new(),
             activations: BTreeMap::new(),
+            groups: BTreeMap::new(),
+            projects: BTreeMap::new(),
+            roles: BTreeMap::new(),
             leases: Leases::default(),
             waiters: WaitQueues::default(),
+            access: Arc::default(),
+            access_stale: true,
         }
     }
 
@@ -208,10 +233,14 @@ impl OrgState {
             .chain(s.keys.into_iter().map(Event::KeyCreated))
             .chain(s.pools.into_iter().map(Event::PoolCreated))
             .chain(s.activations.into_iter().map(Event::Activated))
+            .chain(s.groups.into_iter().map(Event::GroupCreated))
+            .chain(s.roles.into_iter().map(Event::RoleCreated))
+            .chain(s.projects.into_iter().map(Event::ProjectCreated))
             .chain(s.leases.0.into_iter().map(|(_, l)| Event::LeaseGranted(l)));
         for e in events {
             state.apply(&e);
         }
+        state.refresh_access();
         state
     }
 
@@ -225,6 +254,9 @@ impl OrgState {
             keys: self.keys.values().cloned().collect(),
             pools: self.pools.values().cloned().collect(),
             activations: self.activations.values().cloned().collect(),
+            groups: self.groups.values().cloned().collect(),
+            projects: self.projects.values().cloned().collect(),
+            roles: self.roles.values().cloned().collect(),
             leases: LeaseSet(self.leases.all().clone()),
         }
     }
@@ -232,6 +264,18 @@ impl OrgState {
     /// The one place durable state changes: live commands and journal replay both come
     /// through here.
     pub fn apply(&mut self, event: &Event) {
+        self.access_stale |= !matches!(
+            event,
+            Event::KeyCreated(_)
+                | Event::KeyRevoked { .. }
+                | Event::ActivationSeen { .. }
+                | Event::Activated(_)
+                | Event::Deactivated { .. }
+                | Event::Denied { .. }
+                | Event::LeaseGranted(_)
+                | Event::LeaseRenewed { .. }
+                | Event::LeaseEnded { .. }
+        );
         match event {
             Event::OrgFounded { id, name, at } => {
                 self.id = id.clone();
@@ -250,6 +294,14 @@ impl OrgState {
             Event::MemberRemoved { id } => {
                 if let Some(m) = self.members.remove(id) {
                     self.emails.remove(&m.email);
+                }
+                // Their assignments and group places go with them.
+                for g in self.groups.values_mut() {
+                    g.members.remove(id);
+                }
+                let me = Subject::User(id.clone());
+                for p in self.projects.values_mut() {
+                    p.access.remove(&me);
                 }
                 // The change revoked and released these by events of its own; a member
                 // gone must hold nothing even so.
@@ -324,6 +376,49 @@ impl OrgState {
                     }
                 }
             }
+            Event::GroupCreated(g) | Event::GroupChanged(g) => {
+                self.groups.insert(g.id.clone(), g.clone());
+            }
+            Event::GroupDeleted { id } => {
+                self.groups.remove(id);
+                let it = Subject::Group(id.clone());
+                for p in self.projects.values_mut() {
+                    p.access.remove(&it);
+                }
+            }
+            Event::ProjectCreated(p) => {
+                self.projects.insert(p.id.clone(), p.clone());
+            }
+            Event::AccessSet {
+                project,
+                subject,
+                roles,
+            } => {
+                if let Some(p) = self.projects.get_mut(project) {
+                    p.access.insert(subject.clone(), roles.clone());
+                }
+            }
+            Event::AccessRemoved { project, subject } => {
+                if let Some(p) = self.projects.get_mut(project) {
+                    p.access.remove(subject);
+                }
+            }
+            Event::ProjectOwnerChanged { project, owner } => {
+                if let Some(p) = self.projects.get_mut(project) {
+                    p.owner = owner.clone();
+                }
+            }
+            Event::RoleCreated(r) | Event::RoleChanged(r) => {
+                self.roles.insert(r.id.clone(), r.clone());
+            }
+            Event::RoleDeleted { id } => {
+                self.roles.remove(id);
+                for p in self.projects.values_mut() {
+                    for roles in p.access.values_mut() {
+                        roles.remove(id);
+                    }
+                }
+            }
             Event::LeaseGranted(l) => {
                 self.leases.insert(self.shared(l));
                 let live = self.leases.live_in(&l.pool);
@@ -381,6 +476,7 @@ impl OrgState {
         for e in &applied.events {
             self.apply(e);
         }
+        self.refresh_access();
         (applied.value, applied.events)
     }
 
@@ -396,10 +492,26 @@ impl OrgState {
             );
             self.apply(e);
         }
+        self.refresh_access();
         (applied.value, applied.events, audit)
     }
 
     // ---- reads -------------------------------------------------------------------------
+
+    /// Rebuilds the access view if events since the last rebuild changed it. Commands
+    /// (through `apply_all`) and restores do this themselves; a replay calls it once at
+    /// its end.
+    pub fn refresh_access(&mut self) {
+        if std::mem::take(&mut self.access_stale) {
+            self.access = Arc::new(AccessView::of(self));
+        }
+    }
+
+    /// What authorization reads, as of the last applied change.
+    pub fn access(&self) -> &Arc<AccessView> {
+        debug_assert!(!self.access_stale, "refresh_access after applying events");
+        &self.access
+    }
 
     /// The organization's id.
     pub fn id(&self) -> &OrgId {
