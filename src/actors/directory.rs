@@ -116,6 +116,7 @@ impl Directory {
             for e in r.state.reclaim_window(restart) {
                 r.state.apply(&e);
             }
+            r.state.refresh_access();
         }
         let (arbiters, shares) = match placement {
             Placement::Dedicated(n) => {
@@ -237,8 +238,14 @@ impl Directory {
         let (org, handle) = self.orgs.remove(id).ok_or(DomainError::NotFound {
             what: "organization",
         })?;
-        handle.close().await;
-        self.store.purge(&org).durable().await?;
+        // Detached: a caller that goes away mid-delete must not leave the org closed
+        // in memory but unpurged on disk.
+        let store = self.store.clone();
+        let purged = actix_web::rt::spawn(async move {
+            handle.close().await;
+            store.purge(&org).durable().await
+        });
+        purged.await.map_err(|_| ActorError::Unavailable)??;
         Ok(())
     }
 

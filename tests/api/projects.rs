@@ -472,6 +472,24 @@ async fn projects_groups_custom_roles_and_the_query_with_reasons() {
         )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    // A licensed project owner may add roles, but only tenant admins change them.
+    let (status, mine) = app
+        .post(
+            &path(&org, "/roles"),
+            &tester_key,
+            json!({"name": "mine", "tasks": ["defects"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{mine}");
+    let copy = copy["id"].as_str().unwrap();
+    let (status, _) = app
+        .patch(
+            &path(&org, &format!("/roles/{copy}")),
+            &tester_key,
+            json!({"tasks": []}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
     // Several assignments removed at once.
     let (status, left) = app
         .post(

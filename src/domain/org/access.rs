@@ -2,7 +2,7 @@
 //! Every command and read asks it; the roles issue extends [`Action`].
 
 use super::OrgState;
-use crate::domain::{DomainError, Member, MemberId, TenantRole};
+use crate::domain::{DomainError, Member, MemberId, TenantRole, Timestamp};
 
 /// Something a member asks to do in their organization.
 #[derive(Debug, Clone, Copy)]
@@ -25,8 +25,10 @@ pub enum Action<'a> {
     ManageGroups,
     /// Create a project (and own it).
     CreateProject,
-    /// Create, change, clone or delete custom roles.
+    /// Change or delete custom roles (used across projects: tenant admins only).
     ManageRoles,
+    /// Create or clone a custom role, at this time (a project owner needs the seat).
+    CreateRole(Timestamp),
     /// List the organization's groups and roles (any member: they name what can be
     /// assigned).
     Browse,
@@ -89,13 +91,20 @@ impl OrgState {
                     "only an owner, administrator or project_creator may create projects",
                 ),
             },
-            Action::ManageRoles => match admin() {
+            Action::ManageRoles => admin(),
+            // A project owner holds `roles.write` (L) in their project: with the seat it
+            // needs, they may add roles, but only tenant admins change or delete roles
+            // that other projects may use.
+            Action::CreateRole(now) => match admin() {
                 allowed if allowed.allowed => allowed,
-                _ if self.projects.values().any(|p| &p.owner == who) => {
+                _ if (self.projects.values()).any(|p| {
+                    &p.owner == who && self.access().check(who, p, "roles.write", now).allowed
+                }) =>
+                {
                     Decision::allow("project owner")
                 }
                 _ => Decision::deny(
-                    "only a project owner, owner or administrator may manage custom roles",
+                    "only a licensed project owner, an owner or an administrator may create roles",
                 ),
             },
             Action::ReadMember(target) | Action::ReadKeysOf(target) if target == who => {

@@ -330,7 +330,7 @@ impl OrgState {
         if let Some(roles) = tenant_roles {
             group.tenant_roles = Self::group_roles(roles)?;
         }
-        let events = if self.groups.get(id) == Some(&group) {
+        let events = if self.group_or_everyone(id)? == group {
             vec![]
         } else {
             vec![Event::GroupChanged(group.clone())]
@@ -384,7 +384,7 @@ impl OrgState {
         spec: RoleSpec,
         now: Timestamp,
     ) -> Result<Applied<CustomRole>, DomainError> {
-        self.require(actor, Action::ManageRoles)?;
+        self.require(actor, Action::CreateRole(now))?;
         let name = spec
             .name
             .as_deref()
@@ -474,7 +474,7 @@ impl OrgState {
         name: &str,
         now: Timestamp,
     ) -> Result<Applied<CustomRole>, DomainError> {
-        self.require(actor, Action::ManageRoles)?;
+        self.require(actor, Action::CreateRole(now))?;
         let source = self.custom_role(id)?;
         let role = CustomRole {
             id: new_id,
