@@ -502,11 +502,12 @@ impl OrgHandle {
         by: &Principal,
         project: String,
         subject: String,
+        group: bool,
         roles: Vec<String>,
     ) -> Result<(Subject, BTreeSet<RoleId>), ActorError> {
         let actor = by.member.clone();
         self.command(by, move |s, now| {
-            s.set_access(&actor, &project, &subject, &roles, now)
+            s.set_access(&actor, &project, &subject, group, &roles, now)
         })
         .await
     }
@@ -516,9 +517,11 @@ impl OrgHandle {
         &self,
         by: &Principal,
         project: String,
+        subject: Option<String>,
     ) -> Result<Vec<(Subject, BTreeSet<RoleId>)>, ActorError> {
         let actor = by.member.clone();
-        self.query(move |s, _| s.access_of(&actor, &project)).await
+        self.query(move |s, _| s.access_of(&actor, &project, subject.as_deref()))
+            .await
     }
 
     /// Removes assignments, all or none.

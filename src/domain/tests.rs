@@ -840,7 +840,7 @@ proptest! {
         };
         for (subject, picks) in [(m, &direct), ("grp_g", &via_group), ("everyone", &via_everyone)] {
             if !picks.is_empty() {
-                run(&mut state, &mut journal, |s| s.set_access(&owner, "prj_p", subject, &roles(picks), now)).unwrap();
+                run(&mut state, &mut journal, |s| s.set_access(&owner, "prj_p", subject, subject != m, &roles(picks), now)).unwrap();
             }
         }
         if owns {

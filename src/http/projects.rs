@@ -114,8 +114,9 @@ pub async fn assign(
     let (org, project) = path.into_inner();
     let (org, actor) = caller.admin_of(&state, &org)?;
     let Assign { user, group, roles } = body.0;
-    let subject = match (user, group) {
-        (Some(s), None) | (None, Some(s)) => s,
+    let (subject, is_group) = match (user, group) {
+        (Some(s), None) => (s, false),
+        (None, Some(s)) => (s, true),
         _ => {
             return Err(ApiError::invalid(
                 "user",
@@ -123,7 +124,9 @@ pub async fn assign(
             ))
         }
     };
-    let assigned = org.set_access(&actor, project, subject, roles).await?;
+    let assigned = org
+        .set_access(&actor, project, subject, is_group, roles)
+        .await?;
     Ok(HttpResponse::Ok().json(assignment(assigned)))
 }
 
@@ -135,7 +138,7 @@ pub async fn access(
 ) -> Result<HttpResponse, ApiError> {
     let (org, project) = path.into_inner();
     let (org, actor) = caller.admin_of(&state, &org)?;
-    let items: Vec<_> = (org.access_of(&actor, project).await?)
+    let items: Vec<_> = (org.access_of(&actor, project, None).await?)
         .into_iter()
         .map(assignment)
         .collect();
@@ -150,9 +153,10 @@ pub async fn access_one(
 ) -> Result<HttpResponse, ApiError> {
     let (org, project, subject) = path.into_inner();
     let (org, actor) = caller.admin_of(&state, &org)?;
-    let found = (org.access_of(&actor, project).await?)
+    let found = org.access_of(&actor, project, Some(subject)).await?;
+    let found = found
         .into_iter()
-        .find(|(s, _)| s.id() == subject)
+        .next()
         .ok_or(ApiError::NotFound("assignment"))?;
     Ok(HttpResponse::Ok().json(assignment(found)))
 }
@@ -180,7 +184,7 @@ pub async fn unassign(
     let (org, actor) = caller.admin_of(&state, &org)?;
     org.remove_access(&actor, project.clone(), body.0.subjects)
         .await?;
-    let items: Vec<_> = (org.access_of(&actor, project).await?)
+    let items: Vec<_> = (org.access_of(&actor, project, None).await?)
         .into_iter()
         .map(assignment)
         .collect();

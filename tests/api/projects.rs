@@ -459,6 +459,34 @@ async fn projects_groups_custom_roles_and_the_query_with_reasons() {
         )
         .await;
     assert_eq!(old["roles"], json!([]), "{old}");
+    // A path takes the member's e-mail; a body's `user` never names a group.
+    let (_, owner) = app
+        .get(
+            &path(&org, &format!("/users/{}", org.owner_id)),
+            &org.owner_key,
+        )
+        .await;
+    let email = owner["email"].as_str().unwrap();
+    let (status, by_email) = app
+        .get(
+            &path(&org, &format!("/projects/{project}/access/{email}")),
+            &org.owner_key,
+        )
+        .await;
+    assert_eq!(
+        (status, &by_email["user"]),
+        (StatusCode::OK, &json!(org.owner_id)),
+        "{by_email}"
+    );
+    let (status, _) = assign(
+        &app,
+        &org,
+        &org.owner_key,
+        &project,
+        json!({"user": "everyone", "roles": []}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(
         app.delete(&path(&org, &format!("/users/{plain}")), &org.owner_key)
             .await

@@ -113,12 +113,18 @@ impl OrgState {
         actor: &MemberId,
         project: &str,
         subject: &str,
+        group: bool,
         roles: &[String],
         now: Timestamp,
     ) -> Result<Applied<(Subject, BTreeSet<RoleId>)>, DomainError> {
         let p = self.project(actor, project)?;
         self.require_assign(actor, p, now)?;
-        let subject = self.subject(subject)?;
+        // The body says which it names: a group id is no user, nor a member a group.
+        let subject = match self.subject(subject)? {
+            Subject::Group(_) if !group => return Err(DomainError::NotFound { what: "user" }),
+            Subject::User(_) if group => return Err(DomainError::NotFound { what: "group" }),
+            s => s,
+        };
         let mut set = BTreeSet::new();
         for r in roles {
             let builtin = BUILTIN.contains(&r.as_str()) && r != "owner";
@@ -151,13 +157,21 @@ impl OrgState {
         })
     }
 
-    /// The project's assignments, for whoever sees it.
+    /// The project's assignments, or the one of `subject` (a member's id or e-mail, or
+    /// a group id; 404 if not assigned), for whoever sees the project.
     pub fn access_of(
         &self,
         actor: &MemberId,
         project: &str,
+        subject: Option<&str>,
     ) -> Result<Vec<(Subject, BTreeSet<RoleId>)>, DomainError> {
         let p = self.project(actor, project)?;
+        if let Some(subject) = subject {
+            let subject = self.subject(subject)?;
+            let roles =
+                (p.access.get(&subject)).ok_or(DomainError::NotFound { what: "assignment" })?;
+            return Ok(vec![(subject, roles.clone())]);
+        }
         Ok(p.access
             .iter()
             .map(|(s, r)| (s.clone(), r.clone()))
