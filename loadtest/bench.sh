@@ -50,16 +50,80 @@ store_line() {
   echo "# seatkeeper store: $(curl -s "$url/metrics" | grep -E '^seatkeeper_store_batch_size_(sum|count)' | tr '\n' ' ')"
 }
 
+product=${PRODUCT:-kre} conns=${CONNS:-64} threads=${THREADS:-2}
+each=${SECONDS_EACH:-5} rounds=${ROUNDS:-2}
+json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
+post() { # PATH KEY BODY -> response body
+  curl -sf -XPOST "$url$1" -H "Authorization: Bearer $2" -H 'content-type: application/json' -d "$3"
+}
+wrk_row() { # WRK_OUTPUT_FILE -> "rps p50_ms p99_ms errors"
+  python3 - "$1" <<'PY'
+import re, sys
+t = open(sys.argv[1]).read()
+def ms(label):
+    m = re.search(r"^\s*" + label + r"\s+([\d.]+)(us|ms|s)\s*$", t, re.M)
+    if not m: return float("nan")
+    v, u = float(m.group(1)), m.group(2)
+    return v / 1000 if u == "us" else v * 1000 if u == "s" else v
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
+bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", t)
+sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", t)
+print("%.0f %.3f %.3f %d" % (rps, ms("50%"), ms("99%"),
+      (int(bad.group(1)) if bad else 0) + (sum(map(int, sock.groups())) if sock else 0)))
+PY
+}
+median_row() { # NAME ROW... -> the scenario's line of the table, medians of the rounds
+  python3 - "$@" <<'PY'
+import statistics as st, sys
+name, rows = sys.argv[1], [list(map(float, r.split())) for r in sys.argv[2:]]
+med = lambda k: st.median(r[k] for r in rows)
+print("%-13s %9.0f %7.2fms %7.2fms %7d" % (name, med(0), med(1), med(2), sum(r[3] for r in rows)))
+PY
+}
+
+# The authorization query alone, then while another client writes to the same org: a
+# member's roles in a second project flipped by PUT .../access on 4 connections, each a
+# flushed change that rebuilds the org's access view (MEMBERS members, 200 by default).
+authz_under_writes() {
+  local org key org_id owner project other member i alone=() writing=() writes=()
+  org=$(post /v1/orgs "$token" '{"name":"bench-authz","owner_email":"authz@example.com"}')
+  key=$(json "['owner_api_key']" <<<"$org")
+  org_id=$(json "['id']" <<<"$org")
+  owner=$(json "['owner']['id']" <<<"$org")
+  for i in $(seq "${MEMBERS:-200}"); do
+    member=$(post "/v1/orgs/$org_id/users" "$key" "{\"email\":\"m$i@example.com\"}" | json "['id']")
+  done
+  project=$(post "/v1/orgs/$org_id/projects" "$key" "{\"name\":\"read\",\"product\":\"$product\"}" | json "['id']")
+  other=$(post "/v1/orgs/$org_id/projects" "$key" "{\"name\":\"write\",\"product\":\"$product\"}" | json "['id']")
+  export KEY=$key ORG=$org_id USER_ID=$owner PROJECT=$project
+  for _ in $(seq "$rounds"); do
+    wrk -t"$threads" -c"$conns" -d"${each}s" --latency -s "$here/wrk/authz.lua" "$url" >"$data/wrk.out"
+    alone+=("$(wrk_row "$data/wrk.out")")
+    PROJECT=$other MEMBER=$member wrk -t1 -c4 -d"$((each + 2))s" --latency \
+      -s "$here/wrk/access_write.lua" "$url" >"$data/writer.out" &
+    local writer=$!
+    sleep 1
+    wrk -t"$threads" -c"$conns" -d"${each}s" --latency -s "$here/wrk/authz.lua" "$url" >"$data/wrk.out"
+    wait "$writer"
+    writing+=("$(wrk_row "$data/wrk.out")")
+    writes+=("$(wrk_row "$data/writer.out")")
+  done
+  echo "# the authorization query while another client writes to the same org ($conns readers,"
+  echo "# 4 writers flipping roles with PUT .../access, ${MEMBERS:-200} members; rps of the writers below)"
+  printf '%-13s %9s %9s %9s %7s\n' scenario rps p50 p99 errors
+  median_row authz "${alone[@]}"
+  median_row authz+writes "${writing[@]}"
+  median_row access-write "${writes[@]}"
+}
+
 if [[ ${ALONE:-0} != 1 && -x $anchors/bench.sh ]]; then
   echo "# seatkeeper $sha at $url, beside the ceiling ($anchors/bench.sh)"
   "$anchors/bench.sh" "$url" "${CEILING_URL:-}" --operator-token "$token"
+  authz_under_writes
   store_line
   exit 0
 fi
 
-product=${PRODUCT:-kre} conns=${CONNS:-64} threads=${THREADS:-2}
-each=${SECONDS_EACH:-5} rounds=${ROUNDS:-2}
-json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
 org=$(curl -sf -XPOST "$url/v1/orgs" -H "Authorization: Bearer $token" \
   -d '{"name":"bench","owner_email":"bench@example.com"}')
 key=$(json "['owner_api_key']" <<<"$org")
@@ -87,20 +151,7 @@ PY
   fi
   KEY=$key SESSION=$sid PRODUCT=$product \
     wrk -t"$threads" -c"$conns" -d"${each}s" --latency -s "$here/wrk/$1.lua" "$url" >"$data/wrk.out"
-  python3 - "$data/wrk.out" <<'PY'
-import re, sys
-t = open(sys.argv[1]).read()
-def ms(label):
-    m = re.search(r"^\s*" + label + r"\s+([\d.]+)(us|ms|s)\s*$", t, re.M)
-    if not m: return float("nan")
-    v, u = float(m.group(1)), m.group(2)
-    return v / 1000 if u == "us" else v * 1000 if u == "s" else v
-rps = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
-bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", t)
-sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", t)
-print("%.0f %.3f %.3f %d" % (rps, ms("50%"), ms("99%"),
-      (int(bad.group(1)) if bad else 0) + (sum(map(int, sock.groups())) if sock else 0)))
-PY
+  wrk_row "$data/wrk.out"
 }
 
 scenarios=(acquire cycle heartbeat healthz)
@@ -109,16 +160,12 @@ echo "# seatkeeper $sha at $url, alone (no ../shared/anchors: no ceiling beside 
 echo "# $(date -u +%FT%TZ)  $(nproc) cores: $(lscpu | sed -n 's/^Model name:[[:space:]]*//p')"
 echo "# wrk -t$threads -c$conns, $rounds x ${each}s per scenario, median shown; the load"
 echo "# generator shares the machine's cores with the server."
-printf '%-10s %9s %9s %9s %7s\n' scenario rps p50 p99 errors
+printf '%-13s %9s %9s %9s %7s\n' scenario rps p50 p99 errors
 for s in "${scenarios[@]}"; do
   rows=()
   for _ in $(seq "$rounds"); do rows+=("$(run "$s")"); done
-  python3 - "$s" "${rows[@]}" <<'PY'
-import statistics as st, sys
-name, rows = sys.argv[1], [list(map(float, r.split())) for r in sys.argv[2:]]
-med = lambda k: st.median(r[k] for r in rows)
-print("%-10s %9.0f %7.2fms %7.2fms %7d" % (name, med(0), med(1), med(2), sum(r[3] for r in rows)))
-PY
+  median_row "$s" "${rows[@]}"
 done
 [[ ${K6:-0} == 1 ]] && echo "# cycle_k6: k6 iterations/s (one = acquire + release), not requests/s"
+authz_under_writes
 store_line

@@ -194,7 +194,7 @@ impl Directory {
                 .find(live)
                 .expect("a live arbiter: the server is running")
         });
-        let view: AccessSlot = Arc::new(RwLock::new(state.access().clone()));
+        let view = AccessSlot::new(seq, state.access().clone());
         let actor = OrgActor::new(
             state,
             self.store.clone(),

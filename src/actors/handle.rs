@@ -35,10 +35,10 @@ impl OrgHandle {
         OrgHandle { addr, view }
     }
 
-    /// The org's access view as of its last acknowledged change, read without a trip
-    /// through the actor: authorization queries never queue behind writes.
+    /// The org's access view as of its last durable change (so every acknowledged
+    /// one), read without a trip through the actor: queries never queue behind writes.
     pub fn access_view(&self) -> Arc<AccessView> {
-        self.view.read().expect("access view lock").clone()
+        self.view.read()
     }
 
     /// Decides a change as `by`; answers once its events are flushed.

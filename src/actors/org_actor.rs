@@ -65,8 +65,31 @@ pub(super) struct OrgActor {
     published: Arc<AccessView>,
 }
 
-/// The latest access view of an org, replaced by its actor after each change to it.
-pub type AccessSlot = Arc<RwLock<Arc<AccessView>>>;
+/// The latest durable access view of an org, with the journal position it reflects;
+/// replaced by the org's actor after each change to it is durable.
+#[derive(Clone)]
+pub struct AccessSlot(Arc<RwLock<(u64, Arc<AccessView>)>>);
+
+impl AccessSlot {
+    /// A slot holding `view`, as of journal position `seq`.
+    pub fn new(seq: u64, view: Arc<AccessView>) -> AccessSlot {
+        AccessSlot(Arc::new(RwLock::new((seq, view))))
+    }
+
+    /// The view published last.
+    pub fn read(&self) -> Arc<AccessView> {
+        self.0.read().expect("access view lock").1.clone()
+    }
+
+    /// Replaces the view unless a later one is there already: the flushes behind two
+    /// changes may be acknowledged to their tasks in either order.
+    fn publish(&self, seq: u64, view: Arc<AccessView>) {
+        let mut slot = self.0.write().expect("access view lock");
+        if seq > slot.0 {
+            *slot = (seq, view);
+        }
+    }
+}
 
 impl OrgActor {
     pub(super) fn new(
@@ -108,12 +131,6 @@ impl OrgActor {
         if events.is_empty() {
             return (value, Ack::done());
         }
-        // Published before the change is acknowledged, so an answered change is
-        // already what the authorization query reads.
-        if !Arc::ptr_eq(&self.published, self.state.access()) {
-            self.published = self.state.access().clone();
-            *self.view.write().expect("access view lock") = self.published.clone();
-        }
         let change = Change {
             org: self.state.id(),
             first_seq: self.seq + 1,
@@ -122,8 +139,12 @@ impl OrgActor {
             events: &events,
             audit: &audit,
         };
-        let ack = self.store.append(change, durability);
+        let mut ack = self.store.append(change, durability);
         self.seq += events.len() as u64;
+        if !Arc::ptr_eq(&self.published, self.state.access()) {
+            self.published = self.state.access().clone();
+            ack = self.publish_when_durable(ack);
+        }
         self.journal_len += events.len() as u64;
         // Compact once the journal outgrows twice the state: each snapshot's cost is paid
         // for by the events it replaces, and replay at start stays short.
@@ -146,6 +167,22 @@ impl OrgActor {
         });
         self.observe(&events);
         (value, ack)
+    }
+
+    /// Publishes the current access view once the change behind `ack` is durable, and
+    /// only then acknowledges it: the authorization query never reads a change a crash
+    /// could take back, and always reads one that was answered.
+    fn publish_when_durable(&self, ack: Ack) -> Ack {
+        let (slot, seq, view) = (self.view.clone(), self.seq, self.published.clone());
+        let (relay, relayed) = Ack::pending();
+        actix::spawn(async move {
+            let durable = ack.durable().await;
+            if durable.is_ok() {
+                slot.publish(seq, view);
+            }
+            let _ = relay.send(durable);
+        });
+        relayed
     }
 
     /// Side effects of events outside the state: the key index, waiters of revoked

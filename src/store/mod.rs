@@ -166,6 +166,12 @@ impl Ack {
         Ack(None)
     }
 
+    /// An acknowledgement resolved by hand, through the sender returned with it.
+    pub fn pending() -> (oneshot::Sender<Result<(), StoreError>>, Ack) {
+        let (tx, rx) = oneshot::channel();
+        (tx, Ack(Some(rx)))
+    }
+
     /// Waits until the write is durable.
     pub async fn durable(self) -> Result<(), StoreError> {
         match self.0 {

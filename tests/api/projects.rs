@@ -542,3 +542,44 @@ async fn projects_groups_custom_roles_and_the_query_with_reasons() {
         assert!(actions.contains(&a), "{a} in {actions:?}");
     }
 }
+
+/// Many admins at once each change one member's access and ask right after the
+/// acknowledgement: every answer already reflects its own change, however the flushes
+/// behind the others' changes were ordered.
+#[tokio::test]
+async fn the_query_reads_each_acknowledged_change_while_others_write() {
+    let app = spawn_app().await;
+    let org = app.create_org("read-your-writes").await;
+    let (status, project) = app
+        .post(
+            &path(&org, "/projects"),
+            &org.owner_key,
+            json!({"name": "busy", "product": "tm"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{project}");
+    let project = project["id"].as_str().unwrap().to_owned();
+    let mut users = Vec::new();
+    for _ in 0..8 {
+        users.push(member(&app, &org, &[]).await.0);
+    }
+    let (app, org, project) = (&app, &org, &project);
+    let writers = users.iter().map(|user| async move {
+        let query = format!("user={user}&project={project}&permission=executions.read");
+        for _ in 0..10 {
+            let body = json!({"user": user, "roles": []});
+            let (status, body) = assign(app, org, &org.owner_key, project, body).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            let (status, verdict) = check(app, org, &org.owner_key, &query).await;
+            assert_eq!(status, StatusCode::OK, "{verdict}");
+            assert_eq!(verdict["allowed"], json!(true), "{verdict}");
+            let access = path(org, &format!("/projects/{project}/access/{user}"));
+            let (status, body) = app.delete(&access, &org.owner_key).await;
+            assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+            let (status, verdict) = check(app, org, &org.owner_key, &query).await;
+            assert_eq!(status, StatusCode::OK, "{verdict}");
+            assert_eq!(verdict["allowed"], json!(false), "{verdict}");
+        }
+    });
+    futures::future::join_all(writers).await;
+}
