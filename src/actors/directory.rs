@@ -321,3 +321,40 @@ impl Directory {
         (live && secrets::matches(secret, &entry.hash)).then(|| entry.clone())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::WaitLimits;
+
+    /// A request that took an org's handle just before the org was deleted hears that
+    /// the org is gone, as one arriving after it would, not a server error.
+    #[actix_web::test]
+    async fn a_handle_held_across_a_delete_answers_not_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, recovered) = Store::open(dir.path()).unwrap();
+        let settings = ActorSettings {
+            snapshot_every: 1000,
+            wait_limits: WaitLimits {
+                per_key: 10,
+                per_member: 10,
+                per_org: 10,
+            },
+        };
+        let directory = Directory::start(store, recovered, Placement::Dedicated(1), settings);
+        let org = directory.found("doomed", "o@example.com").await.unwrap();
+        let held = directory.org(org.id.as_str()).unwrap();
+        held.summary().await.unwrap();
+        directory.delete(org.id.as_str()).await.unwrap();
+        let err = held.summary().await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ActorError::Domain(DomainError::NotFound {
+                    what: "organization"
+                })
+            ),
+            "{err:?}"
+        );
+    }
+}

@@ -7,6 +7,7 @@ use std::time::Duration;
 use actix::Addr;
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::org_actor::{AccessSlot, Acquire, AcquireReply, Close, Command, OrgActor, Query};
@@ -28,11 +29,30 @@ use crate::store::Durability;
 pub struct OrgHandle {
     addr: Addr<OrgActor>,
     view: AccessSlot,
+    /// Set when the org is deleted, so requests that held this handle across the
+    /// delete hear 404 rather than a server error.
+    closed: Arc<AtomicBool>,
 }
 
 impl OrgHandle {
     pub(super) fn new(addr: Addr<OrgActor>, view: AccessSlot) -> OrgHandle {
-        OrgHandle { addr, view }
+        OrgHandle {
+            addr,
+            view,
+            closed: Arc::default(),
+        }
+    }
+
+    /// Why the actor did not answer: its org was deleted, or the server is stopping.
+    fn gone(&self) -> ActorError {
+        if self.closed.load(Ordering::Acquire) {
+            DomainError::NotFound {
+                what: "organization",
+            }
+            .into()
+        } else {
+            ActorError::Unavailable
+        }
     }
 
     /// The org's access view as of its last durable change (so every acknowledged
@@ -62,11 +82,7 @@ impl OrgHandle {
             durability,
             decide: Box::new(decide),
         };
-        let (value, ack) = self
-            .addr
-            .send(msg)
-            .await
-            .map_err(|_| ActorError::Unavailable)??;
+        let (value, ack) = self.addr.send(msg).await.map_err(|_| self.gone())??;
         ack.durable().await?;
         Ok(value)
     }
@@ -78,7 +94,7 @@ impl OrgHandle {
         self.addr
             .send(Query(Box::new(read)))
             .await
-            .map_err(|_| ActorError::Unavailable)?
+            .map_err(|_| self.gone())?
     }
 
     /// Adds members, all or none (admins only); each is `(email, name, tenant_roles)`.
@@ -395,13 +411,13 @@ impl OrgHandle {
                 gone,
             })
             .await
-            .map_err(|_| ActorError::Unavailable)??;
+            .map_err(|_| self.gone())??;
         match reply {
             AcquireReply::Granted(acquired, ack) => {
                 ack.durable().await?;
                 Ok(acquired)
             }
-            AcquireReply::Queued(rx) => rx.await.unwrap_or(Err(ActorError::Unavailable)),
+            AcquireReply::Queued(rx) => rx.await.unwrap_or_else(|_| Err(self.gone())),
         }
     }
 
@@ -458,6 +474,7 @@ impl OrgHandle {
     /// Stops the actor for good: see [`super::Directory::delete`]. Every change it
     /// journaled was sent to the store before this answers.
     pub(super) async fn close(&self) {
+        self.closed.store(true, Ordering::Release);
         // An actor already gone has nothing left to close.
         let _ = self.addr.send(Close).await;
     }

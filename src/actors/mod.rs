@@ -48,7 +48,7 @@ pub enum ActorError {
     /// The change could not be made durable.
     #[error("store: {0}")]
     Store(Arc<StoreError>),
-    /// The actor is gone (the server is stopping).
+    /// The actor is gone while its org was not deleted: the server is stopping.
     #[error("organization actor unavailable")]
     Unavailable,
 }

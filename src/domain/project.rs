@@ -17,16 +17,6 @@ pub enum Subject {
     Group(GroupId),
 }
 
-impl Subject {
-    /// The subject's id as the wire names it.
-    pub fn id(&self) -> &str {
-        match self {
-            Subject::User(id) => id.as_str(),
-            Subject::Group(id) => id.as_str(),
-        }
-    }
-}
-
 /// A project of one product, with exactly one owner and its assignments.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Project {
