@@ -857,3 +857,123 @@ proptest! {
         }
     }
 }
+
+/// A change to who may do what, as an admin makes it.
+#[derive(Debug, Clone)]
+enum AccessOp {
+    Project(u8),
+    /// Project, subject (members 0..4, groups 4..6, 6 = everyone), roles (built-in
+    /// indexes, then the custom roles).
+    Assign(u8, u8, Vec<u8>),
+    Unassign(u8, u8),
+    Transfer(u8, u8),
+    /// Group, its members, and whether it makes them administrators.
+    Group(u8, Vec<u8>, bool),
+    DeleteGroup(u8),
+    Role(u8, bool),
+    DeleteRole(u8),
+    Allocate(Vec<u8>),
+    Revoke(Vec<u8>),
+    RemoveMember(u8),
+}
+
+fn access_op() -> impl Strategy<Value = AccessOp> {
+    let members = proptest::collection::vec(0u8..4, 0..4);
+    prop_oneof![
+        2 => (0u8..3).prop_map(AccessOp::Project),
+        5 => (0u8..3, 0u8..7, proptest::collection::vec(0u8..8, 0..3))
+            .prop_map(|(p, s, r)| AccessOp::Assign(p, s, r)),
+        2 => (0u8..3, 0u8..7).prop_map(|(p, s)| AccessOp::Unassign(p, s)),
+        1 => (0u8..3, 0u8..4).prop_map(|(p, m)| AccessOp::Transfer(p, m)),
+        2 => (0u8..2, members.clone(), any::<bool>()).prop_map(|(g, m, a)| AccessOp::Group(g, m, a)),
+        1 => (0u8..2).prop_map(AccessOp::DeleteGroup),
+        2 => (0u8..2, any::<bool>()).prop_map(|(r, t)| AccessOp::Role(r, t)),
+        1 => (0u8..2).prop_map(AccessOp::DeleteRole),
+        2 => members.clone().prop_map(AccessOp::Allocate),
+        1 => members.prop_map(AccessOp::Revoke),
+        1 => (0u8..4).prop_map(AccessOp::RemoveMember),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// The access view is rebuilt a part at a time (members, roles, one project): after
+    /// any sequence of admin changes it equals a view built afresh from the state.
+    #[test]
+    fn the_access_view_kept_up_to_date_equals_one_built_afresh(
+        ops in proptest::collection::vec(access_op(), 1..40),
+    ) {
+        use crate::domain::roles::BUILTIN;
+        let (mut state, mut journal) = org(&[]);
+        let owner = MemberId::new(OWNER);
+        let now = Timestamp(1_000);
+        let named = PoolSpec { kind: PoolKind::Named, ..floating("tm", 3, 10) };
+        run(&mut state, &mut journal, |s| s.create_pool(&owner, PoolId::new("pool_tm"), named, now)).unwrap();
+        let member = |m: &u8| format!("usr_m{m}");
+        let members = |ms: &[u8]| -> Vec<String> { ms.iter().map(member).collect() };
+        for op in ops {
+            let role = |r: &u8| match BUILTIN.get(*r as usize + 1) {
+                Some(b) => (*b).to_owned(),
+                None => format!("rol_c{}", *r as usize + 1 - BUILTIN.len()),
+            };
+            let _ = match &op {
+                AccessOp::Project(p) => run(&mut state, &mut journal, |s| {
+                    s.create_project(&owner, ProjectId::new(format!("prj_{p}")), &format!("p{p}"), "tm", now)
+                }).map(drop),
+                AccessOp::Assign(p, subject, roles) => {
+                    let (who, group) = match subject {
+                        0..4 => (member(subject), false),
+                        4..6 => (format!("grp_g{}", subject - 4), true),
+                        _ => ("everyone".to_owned(), true),
+                    };
+                    let roles: Vec<String> = roles.iter().map(role).collect();
+                    run(&mut state, &mut journal, |s| s.set_access(&owner, &format!("prj_{p}"), &who, group, &roles, now)).map(drop)
+                }
+                AccessOp::Unassign(p, subject) => {
+                    let who = match subject {
+                        0..4 => member(subject),
+                        4..6 => format!("grp_g{}", subject - 4),
+                        _ => "everyone".to_owned(),
+                    };
+                    run(&mut state, &mut journal, |s| s.remove_access(&owner, &format!("prj_{p}"), &[who], now)).map(drop)
+                }
+                AccessOp::Transfer(p, m) => run(&mut state, &mut journal, |s| {
+                    s.transfer_project(&owner, &format!("prj_{p}"), &member(m))
+                }).map(drop),
+                AccessOp::Group(g, ms, admin) => {
+                    let roles = if *admin { vec![TenantRole::Administrator] } else { vec![] };
+                    let id = format!("grp_g{g}");
+                    if state.group(&owner, &id).is_ok() {
+                        run(&mut state, &mut journal, |s| s.change_group(&owner, &id, None, Some(&members(ms)), Some(roles))).map(drop)
+                    } else {
+                        run(&mut state, &mut journal, |s| {
+                            s.create_group(&owner, GroupId::new(id.clone()), &format!("g{g}"), &members(ms), roles, now)
+                        }).map(drop)
+                    }
+                }
+                AccessOp::DeleteGroup(g) => run(&mut state, &mut journal, |s| s.delete_group(&owner, &format!("grp_g{g}"))).map(drop),
+                AccessOp::Role(r, defects) => {
+                    let tasks = if *defects { "defects" } else { "manual_execution" };
+                    let spec = RoleSpec {
+                        name: Some(format!("c{r}")),
+                        description: None,
+                        permissions: None,
+                        tasks: Some(vec![tasks.to_owned()]),
+                    };
+                    let id = format!("rol_c{r}");
+                    if state.role(&owner, &id).is_ok() {
+                        run(&mut state, &mut journal, |s| s.update_role(&owner, &id, spec)).map(drop)
+                    } else {
+                        run(&mut state, &mut journal, |s| s.create_role(&owner, RoleId::new(id.clone()), spec, now)).map(drop)
+                    }
+                }
+                AccessOp::DeleteRole(r) => run(&mut state, &mut journal, |s| s.delete_role(&owner, &format!("rol_c{r}"))).map(drop),
+                AccessOp::Allocate(ms) => run(&mut state, &mut journal, |s| s.allocate(&owner, "pool_tm", &members(ms), now)).map(drop),
+                AccessOp::Revoke(ms) => run(&mut state, &mut journal, |s| s.revoke(&owner, "pool_tm", &members(ms), now)).map(drop),
+                AccessOp::RemoveMember(m) => run(&mut state, &mut journal, |s| s.remove_member(&owner, &member(m), now)).map(drop),
+            };
+            prop_assert_eq!(&**state.access(), &state.rebuilt_access(), "after {:?}", op);
+        }
+    }
+}

@@ -8,14 +8,16 @@
 //! without queueing behind the org's writes.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 use super::OrgState;
-use crate::domain::project::{Project, Subject};
+use crate::domain::project::{Group, Project, Subject};
 use crate::domain::roles::{
     builtin_rights, check_permission, expand, licensed, Right, BUILTIN, READ_ONLY,
 };
 use crate::domain::{
-    DomainError, Email, GroupId, MemberId, PoolKind, ProjectId, RoleId, TenantRole, Timestamp,
+    DomainError, Email, Event, GroupId, MemberId, PoolKind, ProjectId, RoleId, TenantRole,
+    Timestamp,
 };
 
 /// An answer of [`AccessView::check`].
@@ -27,7 +29,7 @@ pub struct Verdict {
 }
 
 /// One member as authorization sees them.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 struct Entry {
     /// Why the member acts as owner of every project (tenant owner or administrator,
     /// themselves or through a group), if they do.
@@ -38,35 +40,36 @@ struct Entry {
     seats: Vec<(String, Option<Timestamp>)>,
 }
 
-/// What authorization reads; see the module documentation.
-#[derive(Debug, Default)]
-pub struct AccessView {
+/// Members as authorization sees them, rebuilt together when a member, a group or a
+/// seat changes.
+#[derive(Debug, Default, PartialEq)]
+struct People {
     members: HashMap<MemberId, Entry>,
     emails: HashMap<Email, MemberId>,
-    projects: HashMap<ProjectId, Project>,
     group_names: HashMap<GroupId, String>,
-    /// Every role's display name and rights: the built-in ones and the custom ones.
-    roles: HashMap<RoleId, (String, BTreeSet<Right>)>,
 }
 
-impl AccessView {
-    /// The view of `s` as it is now.
-    pub(super) fn of(s: &OrgState) -> AccessView {
+impl People {
+    fn of(s: &OrgState) -> People {
         let everyone = GroupId::new(crate::domain::project::EVERYONE);
+        // Each member's groups from the groups' member lists: O(members + places),
+        // not members x groups.
+        let mut groups_of: HashMap<&MemberId, Vec<&Group>> = HashMap::new();
+        for g in s.groups.values().filter(|g| !g.is_everyone()) {
+            for m in &g.members {
+                groups_of.entry(m).or_default().push(g);
+            }
+        }
+        let stored_everyone = s.groups.get(&everyone);
         let mut members: HashMap<MemberId, Entry> = HashMap::with_capacity(s.members.len());
         for m in s.members.values() {
-            let mut groups = vec![everyone.clone()];
-            groups.extend(
-                (s.groups.values())
-                    .filter(|g| !g.is_everyone() && g.members.contains(&m.id))
-                    .map(|g| g.id.clone()),
-            );
+            let theirs = groups_of.get(&m.id).map_or(&[][..], Vec::as_slice);
             let via = |role: TenantRole| {
                 if m.tenant_roles.contains(&role) {
                     return Some(String::new());
                 }
-                (s.groups.values())
-                    .find(|g| g.tenant_roles.contains(&role) && g.has(&m.id))
+                (stored_everyone.into_iter().chain(theirs.iter().copied()))
+                    .find(|g| g.tenant_roles.contains(&role))
                     .map(|g| format!(" via group {} ({})", g.name, g.id))
             };
             let acts_as_owner = via(TenantRole::Owner)
@@ -74,6 +77,8 @@ impl AccessView {
                 .or_else(|| {
                     via(TenantRole::Administrator).map(|v| format!("tenant administrator{v}"))
                 });
+            let mut groups = vec![everyone.clone()];
+            groups.extend(theirs.iter().map(|g| g.id.clone()));
             members.insert(
                 m.id.clone(),
                 Entry {
@@ -94,50 +99,153 @@ impl AccessView {
                 }
             }
         }
-        let mut roles: HashMap<RoleId, (String, BTreeSet<Right>)> = BUILTIN
-            .iter()
-            .map(|r| {
-                let rights = builtin_rights(r).expect("a built-in role");
-                (RoleId::new(*r), (r.to_string(), rights))
-            })
-            .collect();
-        roles.extend(
-            (s.roles.values())
-                .map(|r| (r.id.clone(), (format!("{} ({})", r.name, r.id), r.rights()))),
-        );
         let mut group_names: HashMap<GroupId, String> = (s.groups.values())
             .map(|g| (g.id.clone(), g.name.clone()))
             .collect();
         group_names
             .entry(everyone)
             .or_insert_with(|| "Everyone".into());
-        AccessView {
+        People {
             members,
             emails: s.emails.clone(),
-            projects: (s.projects.values())
-                .map(|p| (p.id.clone(), p.clone()))
-                .collect(),
             group_names,
-            roles,
         }
+    }
+}
+
+/// Every role's display name and rights: the built-in ones and the custom ones.
+type Rights = HashMap<RoleId, (String, BTreeSet<Right>)>;
+
+fn rights_of(s: &OrgState) -> Rights {
+    let mut roles: Rights = BUILTIN
+        .iter()
+        .map(|r| {
+            let rights = builtin_rights(r).expect("a built-in role");
+            (RoleId::new(*r), (r.to_string(), rights))
+        })
+        .collect();
+    roles.extend(
+        (s.roles.values()).map(|r| (r.id.clone(), (format!("{} ({})", r.name, r.id), r.rights()))),
+    );
+    roles
+}
+
+/// What authorization reads; see the module documentation. Its three parts are
+/// rebuilt apart, and projects one at a time, so an assignment costs a copy of its
+/// project, not of the org.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct AccessView {
+    people: Arc<People>,
+    projects: imbl::HashMap<ProjectId, Arc<Project>>,
+    roles: Arc<Rights>,
+}
+
+/// Which parts of an org's [`AccessView`] the events applied since it was built
+/// changed: the one place that says what each event touches.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Stale {
+    people: bool,
+    roles: bool,
+    all_projects: bool,
+    projects: BTreeSet<ProjectId>,
+}
+
+impl Stale {
+    /// Everything: nothing was built yet.
+    pub(super) fn everything() -> Stale {
+        Stale {
+            people: true,
+            roles: true,
+            all_projects: true,
+            projects: BTreeSet::new(),
+        }
+    }
+
+    /// Whether nothing changed.
+    pub(super) fn is_nothing(&self) -> bool {
+        !(self.people || self.roles || self.all_projects) && self.projects.is_empty()
+    }
+
+    /// Notes what `event` changes.
+    pub(super) fn note(&mut self, event: &Event) {
+        match event {
+            Event::KeyCreated(_)
+            | Event::KeyRevoked { .. }
+            | Event::Activated(_)
+            | Event::ActivationSeen { .. }
+            | Event::Deactivated { .. }
+            | Event::Denied { .. }
+            | Event::LeaseGranted(_)
+            | Event::LeaseRenewed { .. }
+            | Event::LeaseEnded { .. } => {}
+            Event::ProjectCreated(Project { id: project, .. })
+            | Event::AccessSet { project, .. }
+            | Event::AccessRemoved { project, .. }
+            | Event::ProjectOwnerChanged { project, .. } => {
+                self.projects.insert(project.clone());
+            }
+            Event::RoleCreated(_) | Event::RoleChanged(_) => self.roles = true,
+            // Its assignments go with it, in every project.
+            Event::RoleDeleted { .. } => {
+                self.roles = true;
+                self.all_projects = true;
+            }
+            Event::MemberRemoved { .. } | Event::GroupDeleted { .. } => {
+                self.people = true;
+                self.all_projects = true;
+            }
+            Event::OrgFounded { .. } => *self = Stale::everything(),
+            // Members, their tenant roles, groups, pools and allocations: who is who,
+            // and who holds which seat.
+            _ => self.people = true,
+        }
+    }
+}
+
+impl AccessView {
+    /// `self` with the parts `stale` names rebuilt from `s`.
+    pub(super) fn refreshed(&self, s: &OrgState, stale: &Stale) -> AccessView {
+        let mut view = self.clone();
+        if stale.people {
+            view.people = Arc::new(People::of(s));
+        }
+        if stale.roles {
+            view.roles = Arc::new(rights_of(s));
+        }
+        if stale.all_projects {
+            view.projects = (s.projects.values())
+                .map(|p| (p.id.clone(), Arc::new(p.clone())))
+                .collect();
+        } else {
+            for id in &stale.projects {
+                match s.projects.get(id) {
+                    Some(p) => view.projects.insert(id.clone(), Arc::new(p.clone())),
+                    None => view.projects.remove(id),
+                };
+            }
+        }
+        view
     }
 
     /// The member named by id or e-mail.
     pub fn member(&self, who: &str) -> Option<&MemberId> {
-        if let Some((id, _)) = self.members.get_key_value(who) {
+        if let Some((id, _)) = self.people.members.get_key_value(who) {
             return Some(id);
         }
-        Email::parse(who).ok().and_then(|e| self.emails.get(&e))
+        Email::parse(who)
+            .ok()
+            .and_then(|e| self.people.emails.get(&e))
     }
 
     /// The project with this id.
     pub fn project(&self, id: &str) -> Option<&Project> {
-        self.projects.get(id)
+        self.projects.get(id).map(|p| &**p)
     }
 
     /// Whether `member` acts as owner of every project (tenant owner or administrator).
     pub fn acts_as_owner(&self, member: &MemberId) -> bool {
-        self.members
+        self.people
+            .members
             .get(member)
             .is_some_and(|e| e.acts_as_owner.is_some())
     }
@@ -150,14 +258,14 @@ impl AccessView {
 
     /// Whether `member` holds a named seat of `product` at `now`.
     pub fn holds_seat(&self, member: &MemberId, product: &str, now: Timestamp) -> bool {
-        self.members.get(member).is_some_and(|e| {
+        self.people.members.get(member).is_some_and(|e| {
             (e.seats.iter()).any(|(p, until)| p == product && until.is_none_or(|at| now < at))
         })
     }
 
     /// The roles `member` holds in `project`, each with why.
     fn grants<'a>(&'a self, member: &MemberId, project: &'a Project) -> Vec<(&'a str, String)> {
-        let Some(entry) = self.members.get(member) else {
+        let Some(entry) = self.people.members.get(member) else {
             return vec![];
         };
         let mut grants = Vec::new();
@@ -185,7 +293,7 @@ impl AccessView {
         };
         assigned(&Subject::User(member.clone()), "");
         for g in &entry.groups {
-            let name = self.group_names.get(g).map_or("?", String::as_str);
+            let name = self.people.group_names.get(g).map_or("?", String::as_str);
             assigned(
                 &Subject::Group(g.clone()),
                 &format!(" via group {name} ({g})"),

@@ -29,6 +29,7 @@ pub use access::{Action, Decision};
 pub use activations::ActivateRequest;
 pub use allocations::{AllocationCounts, Seat};
 pub use audit::{Audit, AuditEntry};
+use authz::Stale;
 pub use authz::{AccessView, Verdict};
 pub use projects::RoleSpec;
 pub use sessions::{Acquired, SessionFilter, SessionRow, Turn};
@@ -110,8 +111,8 @@ pub struct OrgState {
     /// What authorization reads, rebuilt after each change to who may do what and
     /// shared with readers that must not queue behind the actor.
     access: Arc<AccessView>,
-    /// Whether events applied since the last rebuild changed it.
-    access_stale: bool,
+    /// What events applied since the last rebuild changed of it.
+    access_stale: Stale,
 }
 
 /// The durable image of an [`OrgState`], written to compact the journal.
@@ -217,7 +218,7 @@ impl OrgState {
             leases: Leases::default(),
             waiters: WaitQueues::default(),
             access: Arc::default(),
-            access_stale: true,
+            access_stale: Stale::everything(),
         }
     }
 
@@ -264,18 +265,7 @@ impl OrgState {
     /// The one place durable state changes: live commands and journal replay both come
     /// through here.
     pub fn apply(&mut self, event: &Event) {
-        self.access_stale |= !matches!(
-            event,
-            Event::KeyCreated(_)
-                | Event::KeyRevoked { .. }
-                | Event::ActivationSeen { .. }
-                | Event::Activated(_)
-                | Event::Deactivated { .. }
-                | Event::Denied { .. }
-                | Event::LeaseGranted(_)
-                | Event::LeaseRenewed { .. }
-                | Event::LeaseEnded { .. }
-        );
+        self.access_stale.note(event);
         match event {
             Event::OrgFounded { id, name, at } => {
                 self.id = id.clone();
@@ -502,14 +492,24 @@ impl OrgState {
     /// (through `apply_all`) and restores do this themselves; a replay calls it once at
     /// its end.
     pub fn refresh_access(&mut self) {
-        if std::mem::take(&mut self.access_stale) {
-            self.access = Arc::new(AccessView::of(self));
+        if !self.access_stale.is_nothing() {
+            let stale = std::mem::take(&mut self.access_stale);
+            self.access = Arc::new(self.access.refreshed(self, &stale));
         }
+    }
+
+    /// The access view built afresh, to check the one kept up to date against.
+    #[cfg(test)]
+    pub fn rebuilt_access(&self) -> AccessView {
+        AccessView::default().refreshed(self, &Stale::everything())
     }
 
     /// What authorization reads, as of the last applied change.
     pub fn access(&self) -> &Arc<AccessView> {
-        debug_assert!(!self.access_stale, "refresh_access after applying events");
+        debug_assert!(
+            self.access_stale.is_nothing(),
+            "refresh_access after applying events"
+        );
         &self.access
     }
 
