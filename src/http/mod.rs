@@ -19,12 +19,16 @@ mod sessions;
 mod users;
 pub mod wire;
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
 use actix_web::middleware::Next;
 use actix_web::{web, Error};
+use metrics::{Counter, Histogram};
 
 pub use auth::Caller;
 pub use body::{Filter, Json, PageQuery, BODY_LIMIT};
@@ -219,7 +223,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// Counts requests and times them, labelled by route pattern (never the raw path, whose
-/// ids would make every request a new series).
+/// ids would make every request a new series) and by method (a standard one, else
+/// `other`: a client's made-up methods must not grow the registry either).
 pub async fn record_metrics(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -230,11 +235,37 @@ pub async fn record_metrics(
         .request()
         .match_pattern()
         .unwrap_or_else(|| "unmatched".into());
-    let method = res.request().method().as_str().to_owned();
-    let status = res.status().as_u16().to_string();
-    metrics::counter!(metric::HTTP_REQUESTS, "route" => route.clone(), "method" => method, "status" => status)
-        .increment(1);
-    metrics::histogram!(metric::HTTP_DURATION, "route" => route)
-        .record(started.elapsed().as_secs_f64());
+    let method = match *res.request().method() {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    };
+    let status = res.status().as_u16();
+    SERIES.with_borrow_mut(|series| {
+        let (count, time) =
+            series
+                .entry((route, method, status))
+                .or_insert_with_key(|(route, method, status)| {
+                    (
+                        metrics::counter!(metric::HTTP_REQUESTS, "route" => route.clone(),
+                        "method" => *method, "status" => status.to_string()),
+                        metrics::histogram!(metric::HTTP_DURATION, "route" => route.clone()),
+                    )
+                });
+        count.increment(1);
+        time.record(started.elapsed().as_secs_f64());
+    });
     Ok(res)
+}
+
+thread_local! {
+    /// The request series this worker has seen, by (route, method, status), with their
+    /// handles: a request costs a map lookup, not a labelled key built and registered.
+    static SERIES: RefCell<HashMap<(String, &'static str, u16), (Counter, Histogram)>> =
+        RefCell::default();
 }

@@ -280,18 +280,19 @@ fn run(
             }
         }
         flush(&db);
-        for org in round.purged {
-            // The tombstone is durable: a crash from here on is finished by recovery.
-            entries.remove(&org);
-            if let Err(e) = super::purge(&trees, &audit, &org) {
-                tracing::error!(%org, error = %e, "purge of a deleted organization unfinished; the next start finishes it");
-            }
-        }
         metrics::histogram!(metric::STORE_FLUSH_SECONDS).record(started.elapsed().as_secs_f64());
         metrics::histogram!(metric::STORE_BATCH_SIZE).record(round.ops as f64);
         garbage.extend(superseded);
         for done in round.waiting {
             let _ = done.send(Ok(()));
+        }
+        // After the round is answered, so nobody else's acknowledgement waits on it:
+        // the tombstone is durable, and a crash from here on is finished by recovery.
+        for org in round.purged {
+            entries.remove(&org);
+            if let Err(e) = super::purge(&trees, &audit, &org) {
+                tracing::error!(%org, error = %e, "purge of a deleted organization unfinished; the next start finishes it");
+            }
         }
         if round.stop {
             return;
