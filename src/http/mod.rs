@@ -263,9 +263,11 @@ pub async fn record_metrics(
     Ok(res)
 }
 
+/// A request series' labels: route pattern, method, status.
+type SeriesKey = (String, &'static str, u16);
+
 thread_local! {
-    /// The request series this worker has seen, by (route, method, status), with their
-    /// handles: a request costs a map lookup, not a labelled key built and registered.
-    static SERIES: RefCell<HashMap<(String, &'static str, u16), (Counter, Histogram)>> =
-        RefCell::default();
+    /// The request series this worker has seen, with their handles: a request costs a
+    /// map lookup, not a labelled key built and registered.
+    static SERIES: RefCell<HashMap<SeriesKey, (Counter, Histogram)>> = RefCell::default();
 }
