@@ -2,6 +2,7 @@
 //! pools and leases; sled keeps every acknowledged change; actix-web is the wire.
 
 pub mod actors;
+pub mod client;
 pub mod config;
 pub mod domain;
 pub mod http;

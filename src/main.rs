@@ -27,10 +27,62 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Verify a lease or activation token offline: signature, key id and expiry (30 s
+    /// leeway), and the organization and product if given. Prints its claims as JSON
+    /// and exits 0, or says why not and exits 1.
+    Verify {
+        /// The token (a compact JWS).
+        token: String,
+        /// The server's public keys: a JWKS file, or an http:// URL serving it
+        /// (`/.well-known/jwks.json`).
+        #[arg(long)]
+        jwks: String,
+        /// Refuse tokens of any other organization.
+        #[arg(long)]
+        org: Option<String>,
+        /// Refuse tokens of any other product.
+        #[arg(long)]
+        product: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
-    let Command::Serve { config } = Cli::parse().command;
+    match Cli::parse().command {
+        Command::Serve { config } => serve(config),
+        Command::Verify {
+            token,
+            jwks,
+            org,
+            product,
+        } => verify(&token, &jwks, org.as_deref(), product.as_deref()),
+    }
+}
+
+fn verify(token: &str, jwks: &str, org: Option<&str>, product: Option<&str>) -> ExitCode {
+    let keys = match seatkeeper::client::load_jwks(jwks) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("seatkeeper verify: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let expect = seatkeeper::client::Expect { org, product };
+    match seatkeeper::client::verify(token.trim(), &keys, &expect) {
+        Ok(claims) => {
+            println!(
+                "{}",
+                serde_json::to_string(&claims).expect("claims serialize")
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("seatkeeper verify: refused: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(config: Option<PathBuf>) -> ExitCode {
     let config = match Config::load(config.as_deref()) {
         Ok(c) => c,
         Err(e) => {

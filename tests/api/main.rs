@@ -2,6 +2,7 @@
 //! spoken to over HTTP. One binary, so cargo links once.
 
 mod admin;
+mod client;
 mod crash;
 mod errors;
 mod hardening;
