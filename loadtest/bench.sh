@@ -83,7 +83,8 @@ PY
 
 # The authorization query alone, then while another client writes to the same org: a
 # member's roles in a second project flipped by PUT .../access on 4 connections, each a
-# flushed change that rebuilds the org's access view (MEMBERS members, 200 by default).
+# flushed change that updates the org's access view (by copying the one project it touches,
+# so the MEMBERS members, 200 by default, only make the org realistic).
 authz_under_writes() {
   local org key org_id owner project other member i alone=() writing=() writes=()
   org=$(post /v1/orgs "$token" '{"name":"bench-authz","owner_email":"authz@example.com"}')

@@ -3,7 +3,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use std::io::Read;
+
 use clap::{Parser, Subcommand};
+use seatkeeper::client::{self, Expect, Kind};
 use seatkeeper::config::Config;
 use seatkeeper::{telemetry, Application};
 
@@ -27,22 +30,30 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
-    /// Verify a lease or activation token offline: signature, key id and expiry (30 s
-    /// leeway), and the organization and product if given. Prints its claims as JSON
-    /// and exits 0, or says why not and exits 1.
+    /// Verify a lease or activation token offline: signature, key id, kind, org, and
+    /// `exp`/`iat` with 30 s leeway; the product and machine if given. Prints its claims
+    /// as JSON and exits 0, or says why not and exits 1 (2: the JWKS cannot be read).
     Verify {
-        /// The token (a compact JWS).
+        /// The token (a compact JWS), or `-` to read it from standard input (a command
+        /// line is visible to other users of the machine).
         token: String,
         /// The server's public keys: a JWKS file, or an http:// URL serving it
-        /// (`/.well-known/jwks.json`).
+        /// (`/.well-known/jwks.json`; prefer a file or loopback: plain HTTP is not
+        /// a trust anchor across a network).
         #[arg(long)]
         jwks: String,
-        /// Refuse tokens of any other organization.
+        /// The organization the token must be of (one server key signs every org's).
         #[arg(long)]
-        org: Option<String>,
+        org: String,
+        /// Which kind of token it must be.
+        #[arg(long, value_enum, default_value = "lease")]
+        kind: Kind,
         /// Refuse tokens of any other product.
         #[arg(long)]
         product: Option<String>,
+        /// Refuse tokens issued to any other machine fingerprint.
+        #[arg(long)]
+        fingerprint: Option<String>,
     },
 }
 
@@ -53,21 +64,43 @@ fn main() -> ExitCode {
             token,
             jwks,
             org,
+            kind,
             product,
-        } => verify(&token, &jwks, org.as_deref(), product.as_deref()),
+            fingerprint,
+        } => {
+            let expect = Expect {
+                org: &org,
+                kind,
+                product: product.as_deref(),
+                fingerprint: fingerprint.as_deref(),
+            };
+            verify(&token, &jwks, &expect)
+        }
     }
 }
 
-fn verify(token: &str, jwks: &str, org: Option<&str>, product: Option<&str>) -> ExitCode {
-    let keys = match seatkeeper::client::load_jwks(jwks) {
+fn verify(token: &str, jwks: &str, expect: &Expect) -> ExitCode {
+    let token = if token == "-" {
+        let mut read = String::new();
+        if let Err(e) = std::io::stdin().read_to_string(&mut read) {
+            eprintln!("seatkeeper verify: cannot read the token: {e}");
+            return ExitCode::from(2);
+        }
+        read
+    } else {
+        token.to_owned()
+    };
+    let keys = match client::load_jwks(jwks) {
         Ok(k) => k,
         Err(e) => {
             eprintln!("seatkeeper verify: {e}");
             return ExitCode::from(2);
         }
     };
-    let expect = seatkeeper::client::Expect { org, product };
-    match seatkeeper::client::verify(token.trim(), &keys, &expect) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    match client::verify(token.trim(), &keys, expect, now) {
         Ok(claims) => {
             println!(
                 "{}",

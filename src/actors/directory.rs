@@ -346,6 +346,10 @@ mod tests {
         let held = directory.org(org.id.as_str()).unwrap();
         held.summary().await.unwrap();
         directory.delete(org.id.as_str()).await.unwrap();
+        assert!(
+            held.access_view().is_err(),
+            "the query's view of a deleted org"
+        );
         let err = held.summary().await.unwrap_err();
         assert!(
             matches!(

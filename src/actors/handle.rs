@@ -57,8 +57,11 @@ impl OrgHandle {
 
     /// The org's access view as of its last durable change (so every acknowledged
     /// one), read without a trip through the actor: queries never queue behind writes.
-    pub fn access_view(&self) -> Arc<AccessView> {
-        self.view.read()
+    pub fn access_view(&self) -> Result<Arc<AccessView>, ActorError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(self.gone());
+        }
+        Ok(self.view.read())
     }
 
     /// Decides a change as `by`; answers once its events are flushed.

@@ -61,7 +61,8 @@ pub(super) struct OrgActor {
     seats_freed: bool,
     /// Where the org's access view is published for readers on other threads.
     view: AccessSlot,
-    /// What `view` holds, compared by pointer so unchanged views cost no lock.
+    /// The view last handed to `view` (published once its change is durable), compared
+    /// by pointer so a change that left it alone costs no lock and no relay.
     published: Arc<AccessView>,
 }
 
@@ -142,6 +143,9 @@ impl OrgActor {
         let mut ack = self.store.append(change, durability);
         self.seq += events.len() as u64;
         if !Arc::ptr_eq(&self.published, self.state.access()) {
+            // A journaled change is answered before its flush: were it to change who
+            // may do what, the query would read what a crash can take back.
+            debug_assert_eq!(durability, Durability::Flushed, "{events:?}");
             self.published = self.state.access().clone();
             ack = self.publish_when_durable(ack);
         }
@@ -363,7 +367,9 @@ impl<R: 'static> Message for Command<R> {
 
 impl<R: Send + 'static> Handler<Command<R>> for OrgActor {
     /// The answer and its pending acknowledgement: the caller awaits durability on its
-    /// own thread, so the writer wakes it directly and the actor moves on at once.
+    /// own thread, so the writer wakes it directly and the actor moves on at once (a
+    /// change to the access view is relayed through this actor's thread, which
+    /// publishes the view first).
     type Result = Result<(R, Ack), ActorError>;
 
     fn handle(&mut self, msg: Command<R>, ctx: &mut Self::Context) -> Self::Result {

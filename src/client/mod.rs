@@ -3,7 +3,7 @@
 
 pub mod verify;
 
-pub use verify::{verify, Claims, Expect, VerifyError};
+pub use verify::{verify, Claims, Expect, Kind, VerifyError};
 
 /// The server's public keys, from a JWKS file or an `http://` URL serving one.
 pub fn load_jwks(source: &str) -> Result<jsonwebtoken::jwk::JwkSet, String> {
@@ -19,22 +19,36 @@ pub fn load_jwks(source: &str) -> Result<jsonwebtoken::jwk::JwkSet, String> {
     serde_json::from_str(&text).map_err(|e| format!("{source} is not a JWKS: {e}"))
 }
 
-/// GETs `url` on a runtime of its own.
+/// A JWKS is a few hundred bytes; anything far larger is not one.
+const MAX_JWKS_BYTES: usize = 64 * 1024;
+
+/// GETs `url` on a runtime of its own, within 10 s and [`MAX_JWKS_BYTES`].
 fn fetch(url: &str) -> Result<String, String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
     runtime.block_on(async {
-        let response = reqwest::get(url)
-            .await
-            .map_err(|e| format!("cannot fetch {url}: {e}"))?;
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .build()
+            .map_err(|e| e.to_string())?;
+        let mut response =
+            (client.get(url).send().await).map_err(|e| format!("cannot fetch {url}: {e}"))?;
         if !response.status().is_success() {
             return Err(format!("{url} answered {}", response.status()));
         }
-        response
-            .text()
-            .await
-            .map_err(|e| format!("cannot read {url}: {e}"))
+        let mut body = Vec::new();
+        while let Some(chunk) =
+            (response.chunk().await).map_err(|e| format!("cannot read {url}: {e}"))?
+        {
+            body.extend_from_slice(&chunk);
+            if body.len() > MAX_JWKS_BYTES {
+                return Err(format!(
+                    "{url}: more than {MAX_JWKS_BYTES} bytes: not a JWKS"
+                ));
+            }
+        }
+        String::from_utf8(body).map_err(|_| format!("{url}: not UTF-8"))
     })
 }

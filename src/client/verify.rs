@@ -5,9 +5,21 @@ use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
+use crate::tokens::ISSUER;
+
 /// How far a token's `exp` may lie in the past and still pass: clocks of offline
 /// machines drift.
 pub const LEEWAY_SECONDS: u64 = 30;
+
+/// Which kind of token a caller expects: a lease token is never taken for an
+/// activation token (good for 30 days) or the other way round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Kind {
+    /// A session lease's token: `sid`, no `kind`.
+    Lease,
+    /// A machine activation's token: `kind: "activation"`, `aid` and `fp`.
+    Activation,
+}
 
 /// The claims of a verified token: a lease's (`sid`) or an activation's (`aid`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -52,27 +64,41 @@ pub enum VerifyError {
     OtherOrg { expected: String, found: String },
     #[error("issued for product {found}, not {expected}")]
     OtherProduct { expected: String, found: String },
+    #[error("issued in the future (iat more than {LEEWAY_SECONDS} s ahead)")]
+    NotYetIssued,
+    #[error("not a {0:?} token")]
+    WrongKind(Kind),
+    #[error("issued for machine {found:?}, not {expected:?}")]
+    OtherMachine { expected: String, found: String },
     #[error("claims: {0}")]
     Claims(String),
 }
 
-/// What the caller expects of a token beyond a good signature and a live `exp`.
-#[derive(Debug, Clone, Default)]
+/// What the caller expects of a token beyond a good signature and a live `exp`. One
+/// server key signs every organization's tokens, so the org is not optional.
+#[derive(Debug, Clone)]
 pub struct Expect<'a> {
-    pub org: Option<&'a str>,
+    pub org: &'a str,
+    pub kind: Kind,
     pub product: Option<&'a str>,
+    pub fingerprint: Option<&'a str>,
 }
 
 /// Verifies `token` against `jwks`: EdDSA only (never `none`, never a symmetric
-/// algorithm), a `kid` the JWKS holds, a valid signature, issued by seatkeeper, not
-/// expired beyond [`LEEWAY_SECONDS`], and for the org and product expected, if given.
-pub fn verify(token: &str, jwks: &JwkSet, expect: &Expect) -> Result<Claims, VerifyError> {
+/// algorithm), a `kid` the JWKS holds, a valid signature, issued by seatkeeper, of the
+/// kind and org expected, neither expired nor issued in the future beyond
+/// [`LEEWAY_SECONDS`], and for the product and machine expected, if given.
+pub fn verify(
+    token: &str,
+    jwks: &JwkSet,
+    expect: &Expect,
+    now: i64,
+) -> Result<Claims, VerifyError> {
     let header = decode_header(token).map_err(|e| {
         // jsonwebtoken cannot even parse `alg: none`: name it for what it is.
-        if token_alg(token).is_some_and(|a| a != "EdDSA") {
-            VerifyError::Algorithm(token_alg(token).unwrap_or_default())
-        } else {
-            VerifyError::Malformed(e.to_string())
+        match token_alg(token) {
+            Some(alg) if alg != "EdDSA" => VerifyError::Algorithm(alg),
+            _ => VerifyError::Malformed(e.to_string()),
         }
     })?;
     if header.alg != Algorithm::EdDSA {
@@ -86,11 +112,16 @@ pub fn verify(token: &str, jwks: &JwkSet, expect: &Expect) -> Result<Claims, Ver
     let mut validation = Validation::new(Algorithm::EdDSA);
     validation.leeway = LEEWAY_SECONDS;
     validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+    validation.set_issuer(&[ISSUER]);
     validation.validate_aud = false;
+    // Checked below against the caller's clock, so the rule is testable.
+    validation.validate_exp = false;
     let claims = decode::<Claims>(token, &key, &validation)
         .map_err(|e| match e.kind() {
             jsonwebtoken::errors::ErrorKind::InvalidSignature => VerifyError::Signature,
-            jsonwebtoken::errors::ErrorKind::ExpiredSignature => VerifyError::Expired,
+            jsonwebtoken::errors::ErrorKind::InvalidIssuer => {
+                VerifyError::Issuer(token_claim(token, "iss").unwrap_or_default())
+            }
             jsonwebtoken::errors::ErrorKind::Json(_)
             | jsonwebtoken::errors::ErrorKind::MissingRequiredClaim(_) => {
                 VerifyError::Claims(e.to_string())
@@ -98,12 +129,27 @@ pub fn verify(token: &str, jwks: &JwkSet, expect: &Expect) -> Result<Claims, Ver
             _ => VerifyError::Malformed(e.to_string()),
         })?
         .claims;
-    if claims.iss != "seatkeeper" {
-        return Err(VerifyError::Issuer(claims.iss));
+    if claims.exp + (LEEWAY_SECONDS as i64) < now {
+        return Err(VerifyError::Expired);
     }
-    if let Some(org) = expect.org.filter(|o| *o != claims.org) {
+    if claims.iat > now + LEEWAY_SECONDS as i64 {
+        return Err(VerifyError::NotYetIssued);
+    }
+    let kind_matches = match expect.kind {
+        Kind::Lease => claims.kind.is_none() && claims.sid.is_some() && claims.aid.is_none(),
+        Kind::Activation => {
+            claims.kind.as_deref() == Some("activation")
+                && claims.aid.is_some()
+                && claims.sid.is_none()
+                && claims.fp.is_some()
+        }
+    };
+    if !kind_matches {
+        return Err(VerifyError::WrongKind(expect.kind));
+    }
+    if expect.org != claims.org {
         return Err(VerifyError::OtherOrg {
-            expected: org.to_owned(),
+            expected: expect.org.to_owned(),
             found: claims.org,
         });
     }
@@ -113,18 +159,35 @@ pub fn verify(token: &str, jwks: &JwkSet, expect: &Expect) -> Result<Claims, Ver
             found: claims.product,
         });
     }
+    if let Some(fp) = expect.fingerprint {
+        if claims.fp.as_deref() != Some(fp) {
+            return Err(VerifyError::OtherMachine {
+                expected: fp.to_owned(),
+                found: claims.fp.unwrap_or_default(),
+            });
+        }
+    }
     Ok(claims)
 }
 
 /// The `alg` a token's header claims, read leniently.
 fn token_alg(token: &str) -> Option<String> {
+    part_field(token, 0, "alg")
+}
+
+/// A claim of a token's payload, read leniently (for error messages only).
+fn token_claim(token: &str, name: &str) -> Option<String> {
+    part_field(token, 1, name)
+}
+
+fn part_field(token: &str, part: usize, name: &str) -> Option<String> {
     use base64::Engine;
-    let head = token.split('.').next()?;
+    let text = token.split('.').nth(part)?;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(head.trim_end_matches('='))
+        .decode(text.trim_end_matches('='))
         .ok()?;
     let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    v.get("alg")?.as_str().map(str::to_owned)
+    v.get(name)?.as_str().map(str::to_owned)
 }
 
 #[cfg(test)]
@@ -133,16 +196,11 @@ mod tests {
     use base64::Engine;
 
     use super::*;
-    use crate::tokens::{LeaseClaims, Signer, ISSUER};
+    use crate::tokens::{ActivationClaims, LeaseClaims, Signer, ISSUER};
 
-    fn now() -> i64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs() as i64
-    }
+    const NOW: i64 = 2_000_000_000;
 
-    fn lease<'a>(org: &'a str, exp: i64) -> LeaseClaims<'a> {
+    fn lease(org: &str, exp: i64) -> LeaseClaims<'_> {
         LeaseClaims {
             iss: ISSUER,
             sub: "usr_1",
@@ -155,6 +213,15 @@ mod tests {
         }
     }
 
+    fn expect(org: &str) -> Expect<'_> {
+        Expect {
+            org,
+            kind: Kind::Lease,
+            product: None,
+            fingerprint: None,
+        }
+    }
+
     fn signer() -> Signer {
         Signer::from_seed(&[7; 32])
     }
@@ -162,89 +229,137 @@ mod tests {
     #[test]
     fn a_good_token_passes_with_its_claims() {
         let s = signer();
-        let exp = now() + 60;
-        let token = s.sign(&lease("org_a", exp));
-        let expect = Expect {
-            org: Some("org_a"),
+        let token = s.sign(&lease("org_a", NOW + 60));
+        let strict = Expect {
             product: Some("kre"),
+            fingerprint: Some("m1"),
+            ..expect("org_a")
         };
-        let claims = verify(&token, s.jwks(), &expect).unwrap();
+        let claims = verify(&token, s.jwks(), &strict, NOW).unwrap();
         assert_eq!(claims.sid.as_deref(), Some("ses_1"));
-        assert_eq!(claims.exp, exp);
-        // Within the leeway an offline clock may drift by.
-        let late = s.sign(&lease("org_a", now() - 10));
-        assert!(verify(&late, s.jwks(), &Expect::default()).is_ok());
+        assert_eq!(claims.exp, NOW + 60);
+        // Within the leeway an offline clock may drift by, either way.
+        assert!(verify(&token, s.jwks(), &expect("org_a"), NOW + 60 + 10).is_ok());
+        assert!(verify(&token, s.jwks(), &expect("org_a"), NOW - 10).is_ok());
     }
 
     #[test]
     fn tampered_forged_expired_and_foreign_tokens_are_refused() {
         let s = signer();
         let jwks = s.jwks();
-        let good = s.sign(&lease("org_a", now() + 60));
+        let good = s.sign(&lease("org_a", NOW + 60));
         let parts: Vec<&str> = good.split('.').collect();
-        let none = Expect::default();
+        let ours = expect("org_a");
+        let check = |token: &str, expect: &Expect| verify(token, jwks, expect, NOW);
 
         // A payload changed after signing.
-        let payload = B64.encode(serde_json::to_vec(&lease("org_b", now() + 60)).unwrap());
+        let payload = B64.encode(serde_json::to_vec(&lease("org_b", NOW + 60)).unwrap());
         let tampered = format!("{}.{payload}.{}", parts[0], parts[2]);
-        assert_eq!(verify(&tampered, jwks, &none), Err(VerifyError::Signature));
+        assert_eq!(check(&tampered, &ours), Err(VerifyError::Signature));
 
         // Signed by another server's key, under its own kid and under ours.
         let other = Signer::from_seed(&[8; 32]);
-        let foreign = other.sign(&lease("org_a", now() + 60));
+        let foreign = other.sign(&lease("org_a", NOW + 60));
         assert!(matches!(
-            verify(&foreign, jwks, &none),
+            check(&foreign, &ours),
             Err(VerifyError::UnknownKid(_))
         ));
         let f: Vec<&str> = foreign.split('.').collect();
         let relabelled = format!("{}.{}.{}", parts[0], f[1], f[2]);
-        assert_eq!(
-            verify(&relabelled, jwks, &none),
-            Err(VerifyError::Signature)
-        );
+        assert_eq!(check(&relabelled, &ours), Err(VerifyError::Signature));
 
         // `alg: none` with no signature, and a header naming HS256.
         for alg in ["none", "HS256"] {
             let head = B64.encode(format!(r#"{{"alg":"{alg}","typ":"JWT","kid":"x"}}"#));
             let forged = format!("{head}.{}.", parts[1]);
+            let refused = check(&forged, &ours);
             assert!(
-                matches!(verify(&forged, jwks, &none), Err(VerifyError::Algorithm(_))),
-                "{alg}: {:?}",
-                verify(&forged, jwks, &none)
+                matches!(refused, Err(VerifyError::Algorithm(_))),
+                "{alg}: {refused:?}"
             );
         }
 
         // No kid at all.
         let head = B64.encode(r#"{"alg":"EdDSA","typ":"JWT"}"#);
         let kidless = format!("{head}.{}.{}", parts[1], parts[2]);
-        assert_eq!(verify(&kidless, jwks, &none), Err(VerifyError::NoKid));
+        assert_eq!(check(&kidless, &ours), Err(VerifyError::NoKid));
 
-        // Expired beyond the leeway.
-        let expired = s.sign(&lease("org_a", now() - 31 - 5));
-        assert_eq!(verify(&expired, jwks, &none), Err(VerifyError::Expired));
+        // Expired beyond the leeway; issued beyond it in the future.
+        assert_eq!(
+            verify(&good, jwks, &ours, NOW + 60 + 31),
+            Err(VerifyError::Expired)
+        );
+        assert_eq!(
+            verify(&good, jwks, &ours, NOW - 60 - 31),
+            Err(VerifyError::NotYetIssued)
+        );
 
-        // Another organization's or product's token, where the caller names its own.
-        let expect = Expect {
-            org: Some("org_b"),
-            product: None,
-        };
+        // Another issuer, signed with our key.
+        let mut stranger = lease("org_a", NOW + 60);
+        stranger.iss = "someone-else";
         assert!(matches!(
-            verify(&good, jwks, &expect),
+            check(&s.sign(&stranger), &ours),
+            Err(VerifyError::Issuer(_))
+        ));
+
+        // Another organization's, product's or machine's token.
+        assert!(matches!(
+            check(&good, &expect("org_b")),
             Err(VerifyError::OtherOrg { .. })
         ));
-        let expect = Expect {
-            org: None,
+        let kse = Expect {
             product: Some("kse"),
+            ..expect("org_a")
         };
         assert!(matches!(
-            verify(&good, jwks, &expect),
+            check(&good, &kse),
             Err(VerifyError::OtherProduct { .. })
+        ));
+        let machine = Expect {
+            fingerprint: Some("m2"),
+            ..expect("org_a")
+        };
+        assert!(matches!(
+            check(&good, &machine),
+            Err(VerifyError::OtherMachine { .. })
         ));
 
         // Not a token.
         assert!(matches!(
-            verify("garbage", jwks, &none),
+            check("garbage", &ours),
             Err(VerifyError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn a_lease_token_is_never_taken_for_an_activation_token_nor_back() {
+        let s = signer();
+        let jwks = s.jwks();
+        let lease_token = s.sign(&lease("org_a", NOW + 60));
+        let activation_token = s.sign(&ActivationClaims {
+            iss: ISSUER,
+            sub: "usr_1",
+            org: "org_a",
+            product: "kre",
+            aid: "act_1",
+            fp: "m1",
+            kind: "activation",
+            iat: NOW,
+            exp: NOW + 30 * 86_400,
+        });
+        let activation = Expect {
+            kind: Kind::Activation,
+            ..expect("org_a")
+        };
+        let claims = verify(&activation_token, jwks, &activation, NOW).unwrap();
+        assert_eq!(claims.aid.as_deref(), Some("act_1"));
+        assert_eq!(
+            verify(&activation_token, jwks, &expect("org_a"), NOW),
+            Err(VerifyError::WrongKind(Kind::Lease))
+        );
+        assert_eq!(
+            verify(&lease_token, jwks, &activation, NOW),
+            Err(VerifyError::WrongKind(Kind::Activation))
+        );
     }
 }

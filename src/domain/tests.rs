@@ -874,7 +874,11 @@ enum AccessOp {
     DeleteRole(u8),
     Allocate(Vec<u8>),
     Revoke(Vec<u8>),
+    TransferSeat(u8, u8),
+    AddMember(u8),
     RemoveMember(u8),
+    /// Whether the built-in group makes everyone an administrator.
+    Everyone(bool),
 }
 
 fn access_op() -> impl Strategy<Value = AccessOp> {
@@ -891,7 +895,10 @@ fn access_op() -> impl Strategy<Value = AccessOp> {
         1 => (0u8..2).prop_map(AccessOp::DeleteRole),
         2 => members.clone().prop_map(AccessOp::Allocate),
         1 => members.prop_map(AccessOp::Revoke),
+        1 => (0u8..4, 0u8..4).prop_map(|(a, b)| AccessOp::TransferSeat(a, b)),
+        1 => (4u8..6).prop_map(AccessOp::AddMember),
         1 => (0u8..4).prop_map(AccessOp::RemoveMember),
+        1 => any::<bool>().prop_map(AccessOp::Everyone),
     ]
 }
 
@@ -971,9 +978,25 @@ proptest! {
                 AccessOp::DeleteRole(r) => run(&mut state, &mut journal, |s| s.delete_role(&owner, &format!("rol_c{r}"))).map(drop),
                 AccessOp::Allocate(ms) => run(&mut state, &mut journal, |s| s.allocate(&owner, "pool_tm", &members(ms), now)).map(drop),
                 AccessOp::Revoke(ms) => run(&mut state, &mut journal, |s| s.revoke(&owner, "pool_tm", &members(ms), now)).map(drop),
+                AccessOp::TransferSeat(a, b) => run(&mut state, &mut journal, |s| s.transfer(&owner, "pool_tm", &member(a), &member(b), now)).map(drop),
+                AccessOp::AddMember(m) => {
+                    let added = self::member(&format!("usr_m{m}"), &format!("m{m}@x.io"), vec![]);
+                    run(&mut state, &mut journal, |s| s.add_member(&owner, added)).map(drop)
+                }
                 AccessOp::RemoveMember(m) => run(&mut state, &mut journal, |s| s.remove_member(&owner, &member(m), now)).map(drop),
+                AccessOp::Everyone(admin) => {
+                    let roles = if *admin { vec![TenantRole::Administrator] } else { vec![] };
+                    run(&mut state, &mut journal, |s| s.change_group(&owner, "everyone", None, None, Some(roles))).map(drop)
+                }
             };
             prop_assert_eq!(&**state.access(), &state.rebuilt_access(), "after {:?}", op);
         }
+        // A replay applies every event and refreshes once, as recovery does.
+        let mut replayed = OrgState::empty(OrgId::new("org_t"));
+        for e in &journal {
+            replayed.apply(e);
+        }
+        replayed.refresh_access();
+        prop_assert_eq!(&**replayed.access(), &**state.access());
     }
 }

@@ -233,7 +233,7 @@ pub async fn check(
         return Err(ApiError::NotFound("organization"));
     }
     let permissions: Vec<String> = q.permission.split(',').map(str::to_owned).collect();
-    let verdicts = handle.access_view().query(
+    let verdicts = handle.access_view()?.query(
         &key.member,
         q.user.as_deref(),
         &q.project,

@@ -72,24 +72,25 @@ fn write_paced(file: &mut File, bytes: &[u8]) -> io::Result<()> {
         {
             use std::os::fd::AsRawFd;
             let fd = file.as_raw_fd();
-            // SAFETY: plain syscalls on an open descriptor; they only hint write-back.
-            unsafe {
-                libc::sync_file_range(
-                    fd,
-                    offset as i64,
-                    chunk.len() as i64,
-                    libc::SYNC_FILE_RANGE_WRITE,
-                );
-                if offset >= WRITE_BACK_CHUNK {
-                    libc::sync_file_range(
-                        fd,
-                        (offset - WRITE_BACK_CHUNK) as i64,
-                        WRITE_BACK_CHUNK as i64,
-                        libc::SYNC_FILE_RANGE_WAIT_BEFORE
-                            | libc::SYNC_FILE_RANGE_WRITE
-                            | libc::SYNC_FILE_RANGE_WAIT_AFTER,
-                    );
+            let start = |at: usize, len: usize, flags| {
+                // SAFETY: a plain syscall on a descriptor this function holds open.
+                match unsafe { libc::sync_file_range(fd, at as i64, len as i64, flags) } {
+                    0 => Ok(()),
+                    // A failed write-back is reported here and then cleared: the
+                    // final sync would not see it, and a broken snapshot would
+                    // replace the journal it covers.
+                    _ => Err(io::Error::last_os_error()),
                 }
+            };
+            start(offset, chunk.len(), libc::SYNC_FILE_RANGE_WRITE)?;
+            if offset >= WRITE_BACK_CHUNK {
+                start(
+                    offset - WRITE_BACK_CHUNK,
+                    WRITE_BACK_CHUNK,
+                    libc::SYNC_FILE_RANGE_WAIT_BEFORE
+                        | libc::SYNC_FILE_RANGE_WRITE
+                        | libc::SYNC_FILE_RANGE_WAIT_AFTER,
+                )?;
             }
         }
         offset += chunk.len();

@@ -286,8 +286,9 @@ fn run(
         for done in round.waiting {
             let _ = done.send(Ok(()));
         }
-        // After the round is answered, so nobody else's acknowledgement waits on it:
-        // the tombstone is durable, and a crash from here on is finished by recovery.
+        // After the round is answered, so its acknowledgements do not wait on it (the
+        // next round's do; deletes are rare): the tombstone is durable, and a crash
+        // from here on is finished by recovery.
         for org in round.purged {
             entries.remove(&org);
             if let Err(e) = super::purge(&trees, &audit, &org) {

@@ -1,7 +1,8 @@
 //! The client side, run as its users run it: the real `seatkeeper` binary beside a real
 //! server.
 
-use std::process::{Command, Output};
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
 
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -47,9 +48,10 @@ async fn verify_checks_a_lease_token_offline() {
     let middle = parts[1].len() / 2;
     parts[1][middle] = if parts[1][middle] == b'A' { b'B' } else { b'A' };
     let tampered = String::from_utf8(parts.join(&b'.')).unwrap();
+    let org_id = org.id.as_str();
     for (args, why) in [
         (
-            vec!["verify", tampered.as_str(), "--jwks", file],
+            vec!["verify", tampered.as_str(), "--jwks", file, "--org", org_id],
             "signature",
         ),
         (
@@ -57,8 +59,43 @@ async fn verify_checks_a_lease_token_offline() {
             "organization",
         ),
         (
-            vec!["verify", token, "--jwks", file, "--product", "kse"],
+            vec![
+                "verify",
+                token,
+                "--jwks",
+                file,
+                "--org",
+                org_id,
+                "--product",
+                "kse",
+            ],
             "product",
+        ),
+        (
+            vec![
+                "verify",
+                token,
+                "--jwks",
+                file,
+                "--org",
+                org_id,
+                "--fingerprint",
+                "box-2",
+            ],
+            "machine",
+        ),
+        (
+            vec![
+                "verify",
+                token,
+                "--jwks",
+                file,
+                "--org",
+                org_id,
+                "--kind",
+                "activation",
+            ],
+            "Activation",
         ),
     ] {
         let out = seatkeeper(&args);
@@ -66,7 +103,28 @@ async fn verify_checks_a_lease_token_offline() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(why), "{why}: {err}");
     }
+    // From standard input, so the token stays off the command line.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_seatkeeper"))
+        .args(["verify", "-", "--jwks", file, "--org", org_id])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(token.as_bytes())
+        .unwrap();
+    assert!(child.wait_with_output().unwrap().status.success());
     // An unreadable JWKS is a usage error, not a refusal.
-    let out = seatkeeper(&["verify", token, "--jwks", "/nonexistent/jwks.json"]);
+    let out = seatkeeper(&[
+        "verify",
+        token,
+        "--jwks",
+        "/nonexistent/jwks.json",
+        "--org",
+        org_id,
+    ]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
 }

@@ -195,9 +195,19 @@ impl Stale {
                 self.all_projects = true;
             }
             Event::OrgFounded { .. } => *self = Stale::everything(),
-            // Members, their tenant roles, groups, pools and allocations: who is who,
-            // and who holds which seat.
-            _ => self.people = true,
+            // Who is who, their tenant roles and groups, and who holds which seat. Listed
+            // one by one (no catch-all), so a new event must say what it touches.
+            Event::MemberAdded(_)
+            | Event::MemberRolesChanged { .. }
+            | Event::GroupCreated(_)
+            | Event::GroupChanged(_)
+            | Event::PoolCreated(_)
+            | Event::PoolChanged(_)
+            | Event::PoolDeleted { .. }
+            | Event::PoolLapsed { .. }
+            | Event::Allocated { .. }
+            | Event::Deallocated { .. }
+            | Event::Transferred { .. } => self.people = true,
         }
     }
 }
