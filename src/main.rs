@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::io::Read;
 
 use clap::{Parser, Subcommand};
+use seatkeeper::client::run::{self, OnLeaseLost};
 use seatkeeper::client::{self, Expect, Kind};
 use seatkeeper::config::Config;
 use seatkeeper::{telemetry, Application};
@@ -29,6 +30,37 @@ enum Command {
         /// A TOML file layered over the embedded defaults.
         #[arg(long)]
         config: Option<PathBuf>,
+    },
+    /// Hold a seat of PRODUCT while CMD runs: acquire (queueing up to --wait), start
+    /// CMD, heartbeat at the server's interval, forward SIGINT/SIGTERM, release when
+    /// it exits, and exit with its status. Own exit codes: 75 no seat free, 77 not
+    /// entitled, 78 key refused, 69 server unreachable, 70 other server error, 127
+    /// CMD cannot start.
+    Run {
+        /// The server's base URL.
+        #[arg(long, env = "SEATKEEPER_URL")]
+        server: String,
+        /// An API key with the `sessions` scope.
+        #[arg(long, env = "SEATKEEPER_KEY", hide_env_values = true)]
+        key: String,
+        #[arg(long)]
+        product: String,
+        /// The machine (default: its machine id): the same fingerprint gets the same
+        /// live lease back, so wrappers on one machine share one seat unless given
+        /// their own.
+        #[arg(long)]
+        fingerprint: Option<String>,
+        /// How long to queue for a seat when the pool is full, in seconds (`30` or
+        /// `30s`).
+        #[arg(long, default_value = "0", value_parser = seconds)]
+        wait: u64,
+        /// What happens to CMD if the seat is lost (the server says the lease ended, or
+        /// it could not be reached before the lease expired).
+        #[arg(long, value_enum, default_value = "stop")]
+        on_lease_lost: OnLeaseLost,
+        /// The command and its arguments, after `--`.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
     },
     /// Verify a lease or activation token offline: signature, key id, kind, org, and
     /// `exp`/`iat` with 30 s leeway; the product and machine if given. Prints its claims
@@ -60,6 +92,34 @@ enum Command {
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Serve { config } => serve(config),
+        Command::Run {
+            server,
+            key,
+            product,
+            fingerprint,
+            wait,
+            on_lease_lost,
+            command,
+        } => {
+            let Some(fingerprint) = fingerprint.or_else(run::machine_fingerprint) else {
+                eprintln!("seatkeeper run: no machine id here; give --fingerprint");
+                return ExitCode::from(64);
+            };
+            let options = run::RunOptions {
+                server,
+                key,
+                product,
+                fingerprint,
+                wait_seconds: wait,
+                on_lease_lost,
+                command,
+            };
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            ExitCode::from(runtime.block_on(run::run(options)))
+        }
         Command::Verify {
             token,
             jwks,
@@ -113,6 +173,14 @@ fn verify(token: &str, jwks: &str, expect: &Expect) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Seconds, written `30` or `30s`.
+fn seconds(text: &str) -> Result<u64, String> {
+    text.strip_suffix('s')
+        .unwrap_or(text)
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))
 }
 
 fn serve(config: Option<PathBuf>) -> ExitCode {

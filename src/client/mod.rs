@@ -1,7 +1,12 @@
-//! What a client runtime needs beside the server: for now, offline verification of
-//! the tokens the server signs.
+//! What a client runtime needs beside the server: a client of the runtime API, the
+//! `seatkeeper run` wrapper built on it, and offline verification of the tokens the
+//! server signs.
 
+pub mod run;
+pub mod runtime;
 pub mod verify;
+
+pub use runtime::{AcquireOptions, Client, ClientError, Lease, Renewed, Verdict};
 
 pub use verify::{verify, Claims, Expect, Kind, VerifyError};
 

@@ -3,11 +3,13 @@
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::crash::Server;
+use crate::helpers::{eventually, spawn_app, TestApp, TestOrg};
 
 fn seatkeeper(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_seatkeeper"))
@@ -127,4 +129,169 @@ async fn verify_checks_a_lease_token_offline() {
         org_id,
     ]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
+}
+
+/// `seatkeeper run … -- sh -c SCRIPT`, started (not waited for).
+fn wrapper(app: &TestApp, key: &str, extra: &[&str], script: &str) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_seatkeeper"))
+        .args(["run", "--server", &app.base, "--product", "kre"])
+        .args(extra)
+        .args(["--", "sh", "-c", script])
+        .env("SEATKEEPER_KEY", key)
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start seatkeeper run")
+}
+
+async fn live(app: &TestApp, org: &TestOrg, pool: &str) -> (u64, u64) {
+    let p = app.pool(org, pool).await;
+    (p["live"].as_u64().unwrap(), p["waiting"].as_u64().unwrap())
+}
+
+/// The wrapper holds exactly one seat while its command runs, gives it back when the
+/// command exits, and exits with the command's status; its own failures have their
+/// own codes.
+#[tokio::test]
+async fn run_holds_one_seat_while_the_command_runs() {
+    let app = spawn_app().await;
+    let org = app.create_org("wrapper").await;
+    let pool = app.floating_pool(&org, "kre", 2, 60).await;
+    let dir = tempfile::tempdir().unwrap();
+    let go = dir.path().join("go");
+    let script = format!(
+        "while [ ! -e {go} ]; do sleep 0.02; done; test -n \"$SEATKEEPER_TOKEN\" && exit 3",
+        go = go.display()
+    );
+    let mut child = wrapper(&app, &org.owner_key, &["--fingerprint", "box-1"], &script);
+    eventually("one seat held", Duration::from_secs(10), || async {
+        (live(&app, &org, &pool).await == (1, 0)).then_some(())
+    })
+    .await;
+    std::fs::write(&go, "").unwrap();
+    let status = child.wait().await.unwrap();
+    assert_eq!(status.code(), Some(3));
+    assert_eq!(live(&app, &org, &pool).await, (0, 0), "released on exit");
+
+    // The wrapper's own failures.
+    let quick = |key: &str, product: &str| {
+        let out = seatkeeper(&[
+            "run",
+            "--server",
+            &app.base,
+            "--key",
+            key,
+            "--product",
+            product,
+            "--fingerprint",
+            "box-9",
+            "--",
+            "true",
+        ]);
+        out.status.code()
+    };
+    assert_eq!(quick("sk_bad_key", "kre"), Some(78), "bad key");
+    assert_eq!(quick(&org.owner_key, "kse"), Some(77), "not entitled");
+    let full = app.floating_pool(&org, "tiny", 1, 60).await;
+    let (status, _) = app.acquire(&org.owner_key, "tiny", "holder").await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(quick(&org.owner_key, "tiny"), Some(75), "no seat free");
+    assert_eq!(live(&app, &org, &full).await, (1, 0));
+    let out = seatkeeper(&[
+        "run",
+        "--server",
+        "http://127.0.0.1:9",
+        "--key",
+        "k",
+        "--product",
+        "kre",
+        "--fingerprint",
+        "f",
+        "--",
+        "true",
+    ]);
+    assert_eq!(out.status.code(), Some(69), "unreachable");
+}
+
+/// Two wrappers on a one-seat pool with --wait: the second runs its command only once
+/// the first has finished.
+#[tokio::test]
+async fn two_wrappers_on_one_seat_take_turns() {
+    let app = spawn_app().await;
+    let org = app.create_org("turns").await;
+    let pool = app.floating_pool(&org, "kre", 1, 60).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (go, second_ran) = (dir.path().join("go"), dir.path().join("second"));
+    let first_script = format!("while [ ! -e {} ]; do sleep 0.02; done", go.display());
+    let mut first = wrapper(&app, &org.owner_key, &["--fingerprint", "a"], &first_script);
+    eventually(
+        "the first holds the seat",
+        Duration::from_secs(10),
+        || async { (live(&app, &org, &pool).await == (1, 0)).then_some(()) },
+    )
+    .await;
+    let second_script = format!("touch {}", second_ran.display());
+    let extra = ["--fingerprint", "b", "--wait", "30s"];
+    let mut second = wrapper(&app, &org.owner_key, &extra, &second_script);
+    eventually("the second queues", Duration::from_secs(10), || async {
+        (live(&app, &org, &pool).await == (1, 1)).then_some(())
+    })
+    .await;
+    assert!(!second_ran.exists(), "the second ran without a seat");
+    std::fs::write(&go, "").unwrap();
+    assert!(first.wait().await.unwrap().success());
+    assert!(second.wait().await.unwrap().success());
+    assert!(second_ran.exists());
+    assert_eq!(live(&app, &org, &pool).await, (0, 0));
+}
+
+/// A wrapper killed with -9 cannot release: its seat frees at the lease's expiry.
+#[tokio::test]
+async fn a_killed_wrapper_frees_its_seat_within_the_ttl() {
+    let app = spawn_app().await;
+    let org = app.create_org("killed").await;
+    let pool = app.floating_pool(&org, "kre", 1, 2).await;
+    let mut child = wrapper(&app, &org.owner_key, &["--fingerprint", "k"], "sleep 30");
+    eventually("the seat is held", Duration::from_secs(10), || async {
+        (live(&app, &org, &pool).await == (1, 0)).then_some(())
+    })
+    .await;
+    let group = child.id().unwrap() as i32;
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    let killed = std::time::Instant::now();
+    eventually("the seat frees", Duration::from_secs(10), || async {
+        (live(&app, &org, &pool).await == (0, 0)).then_some(())
+    })
+    .await;
+    assert!(
+        killed.elapsed() < Duration::from_secs(2 + 2),
+        "within the ttl"
+    );
+    // The orphaned command too.
+    unsafe { libc::killpg(group, libc::SIGKILL) };
+}
+
+/// SIGTERM to the wrapper reaches the command; the wrapper then releases and exits
+/// with the command's status.
+#[tokio::test]
+async fn the_wrapper_forwards_sigterm_to_the_command() {
+    let app = spawn_app().await;
+    let org = app.create_org("signals").await;
+    let pool = app.floating_pool(&org, "kre", 1, 60).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ready = dir.path().join("ready");
+    let script = format!(
+        "trap 'exit 42' TERM; touch {}; while :; do sleep 0.02; done",
+        ready.display()
+    );
+    let mut child = wrapper(&app, &org.owner_key, &["--fingerprint", "s"], &script);
+    eventually("the command runs", Duration::from_secs(10), || async {
+        ready.exists().then_some(())
+    })
+    .await;
+    assert_eq!(live(&app, &org, &pool).await, (1, 0));
+    unsafe { libc::kill(child.id().unwrap() as i32, libc::SIGTERM) };
+    assert_eq!(child.wait().await.unwrap().code(), Some(42));
+    assert_eq!(live(&app, &org, &pool).await, (0, 0));
 }
