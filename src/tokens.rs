@@ -16,8 +16,7 @@ use jsonwebtoken::{Algorithm, Header};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-/// The `iss` claim of every token.
-pub const ISSUER: &str = "seatkeeper";
+pub use crate::client::verify::ISSUER;
 
 /// Claims of a lease token.
 #[derive(Debug, Serialize)]
