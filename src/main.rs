@@ -62,6 +62,18 @@ enum Command {
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
+    /// A table of the organization's pools (seats, allocated, live, peak) and who
+    /// holds each live session, like `lmutil lmstat` (an owner's or administrator's
+    /// key with the `admin` scope).
+    Status {
+        #[arg(long, env = "SEATKEEPER_URL")]
+        server: String,
+        #[arg(long, env = "SEATKEEPER_KEY", hide_env_values = true)]
+        key: String,
+        /// The organization's id.
+        #[arg(long, env = "SEATKEEPER_ORG")]
+        org: String,
+    },
     /// Verify a lease or activation token offline: signature, key id, kind, org, and
     /// `exp`/`iat` with 30 s leeway; the product and machine if given. Prints its claims
     /// as JSON and exits 0, or says why not and exits 1 (2: the JWKS cannot be read).
@@ -119,6 +131,23 @@ fn main() -> ExitCode {
                 .build()
                 .expect("a runtime");
             ExitCode::from(runtime.block_on(run::run(options)))
+        }
+        Command::Status { server, key, org } => {
+            let client = client::Client::new(&server, &key);
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            match runtime.block_on(client::status::report(&client, &org)) {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("seatkeeper status: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::Verify {
             token,

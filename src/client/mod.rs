@@ -4,6 +4,7 @@
 
 pub mod run;
 pub mod runtime;
+pub mod status;
 pub mod verify;
 
 pub use runtime::{AcquireOptions, Client, ClientError, Lease, Renewed, Verdict};

@@ -156,6 +156,30 @@ impl Client {
         self.send(request, Duration::from_secs(30)).await
     }
 
+    /// The org's usage (an owner's or administrator's key with the `admin` scope).
+    pub async fn usage(&self, org: &str) -> Result<Value, ClientError> {
+        let request = self.http.get(self.url(&format!("/v1/orgs/{org}/usage")));
+        self.send(request, Duration::from_secs(30)).await
+    }
+
+    /// Every live session of the org, following the pages (admins).
+    pub async fn sessions(&self, org: &str) -> Result<Vec<Value>, ClientError> {
+        let mut items = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let mut query = vec![("limit", "1000".to_owned())];
+            query.extend(after.take().map(|a| ("after", a)));
+            let request =
+                (self.http.get(self.url(&format!("/v1/orgs/{org}/sessions")))).query(&query);
+            let page: Value = self.send(request, Duration::from_secs(30)).await?;
+            items.extend(page["items"].as_array().into_iter().flatten().cloned());
+            match page["next"].as_str() {
+                Some(next) => after = Some(next.to_owned()),
+                None => return Ok(items),
+            }
+        }
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

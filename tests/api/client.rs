@@ -295,3 +295,59 @@ async fn the_wrapper_forwards_sigterm_to_the_command() {
     assert_eq!(child.wait().await.unwrap().code(), Some(42));
     assert_eq!(live(&app, &org, &pool).await, (0, 0));
 }
+
+/// `seatkeeper status` lists the pools with their counts and who holds each live
+/// session; a key without the admin scope is refused.
+#[tokio::test]
+async fn status_shows_pools_and_who_holds_the_seats() {
+    let app = spawn_app().await;
+    let org = app.create_org("status").await;
+    let pool = app.floating_pool(&org, "kre", 3, 60).await;
+    for fp in ["desk-1", "desk-2"] {
+        assert_eq!(
+            app.acquire(&org.owner_key, "kre", fp).await.0,
+            StatusCode::CREATED
+        );
+    }
+    let (_, owner) = app
+        .get(
+            &format!("/v1/orgs/{}/users/{}", org.id, org.owner_id),
+            &org.owner_key,
+        )
+        .await;
+    let out = seatkeeper(&[
+        "status",
+        "--server",
+        &app.base,
+        "--key",
+        &org.owner_key,
+        "--org",
+        &org.id,
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let row = text
+        .lines()
+        .find(|l| l.starts_with(&pool))
+        .expect("the pool's row");
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(
+        &cells[1..7],
+        ["kre", "floating", "3", "0", "2", "2"],
+        "{text}"
+    );
+    assert!(text.contains(&format!("{pool} (kre): 2 in use")), "{text}");
+    let email = owner["email"].as_str().unwrap();
+    for fp in ["desk-1", "desk-2"] {
+        assert!(
+            text.lines().any(|l| l.contains(email) && l.contains(fp)),
+            "{fp}: {text}"
+        );
+    }
+    let (_, runtime) = app.member_with_key(&org, &["sessions"]).await;
+    let out = seatkeeper(&[
+        "status", "--server", &app.base, "--key", &runtime, "--org", &org.id,
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("forbidden"));
+}
