@@ -58,3 +58,8 @@ fn fetch(url: &str) -> Result<String, String> {
         String::from_utf8(body).map_err(|_| format!("{url}: not UTF-8"))
     })
 }
+
+/// The README's Rust examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
