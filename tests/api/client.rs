@@ -351,3 +351,53 @@ async fn status_shows_pools_and_who_holds_the_seats() {
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("forbidden"));
 }
+
+/// An admin ends the wrapper's session: its next heartbeat hears so, it says the seat
+/// is lost and stops the command (the default), and exits with the command's status.
+#[tokio::test]
+async fn a_lost_lease_stops_the_command() {
+    let app = spawn_app().await;
+    let org = app.create_org("lost").await;
+    app.floating_pool(&org, "kre", 1, 3).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ready = dir.path().join("ready");
+    let script = format!(
+        "trap 'exit 42' TERM; touch {}; while :; do sleep 0.02; done",
+        ready.display()
+    );
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_seatkeeper"))
+        .args([
+            "run",
+            "--server",
+            &app.base,
+            "--product",
+            "kre",
+            "--fingerprint",
+            "l",
+        ])
+        .args(["--", "sh", "-c", &script])
+        .env("SEATKEEPER_KEY", &org.owner_key)
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    eventually("the command runs", Duration::from_secs(10), || async {
+        ready.exists().then_some(())
+    })
+    .await;
+    let sessions = app.all_sessions(&org).await;
+    let id = sessions[0]["id"].as_str().unwrap();
+    let (status, body) = app
+        .delete(
+            &format!("/v1/orgs/{}/sessions/{id}", org.id),
+            &org.owner_key,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let out = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
+        .await
+        .expect("the wrapper stops within a heartbeat interval or two")
+        .unwrap();
+    assert_eq!(out.status.code(), Some(42));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("seat is lost"));
+}
