@@ -365,7 +365,7 @@ async fn a_lost_lease_stops_the_command() {
         "trap 'exit 42' TERM; touch {}; while :; do sleep 0.02; done",
         ready.display()
     );
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_seatkeeper"))
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_seatkeeper"))
         .args([
             "run",
             "--server",
