@@ -6,7 +6,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::crash::Server;
 use crate::helpers::{eventually, spawn_app, TestApp, TestOrg};
@@ -400,4 +400,64 @@ async fn a_lost_lease_stops_the_command() {
         .unwrap();
     assert_eq!(out.status.code(), Some(42));
     assert!(String::from_utf8_lossy(&out.stderr).contains("seat is lost"));
+}
+
+/// The server goes away (kill -9) while the wrapper runs: its heartbeats fail and are
+/// retried until the server is back on the same address, the seat is kept (recovery
+/// extends every lease by a ttl), and the command runs on undisturbed.
+#[tokio::test]
+async fn the_wrapper_rides_out_a_server_restart() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let addr = server.app.base.trim_start_matches("http://").to_owned();
+    let org = server.app.create_org("restart").await;
+    let pool = server.app.floating_pool(&org, "kre", 1, 6).await;
+    let work = tempfile::tempdir().unwrap();
+    let (ready, go) = (work.path().join("ready"), work.path().join("go"));
+    let script = format!(
+        "touch {}; while [ ! -e {} ]; do sleep 0.02; done",
+        ready.display(),
+        go.display()
+    );
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_seatkeeper"))
+        .args(["run", "--server", &server.app.base, "--product", "kre"])
+        .args(["--fingerprint", "r", "--", "sh", "-c", &script])
+        .env("SEATKEEPER_KEY", &org.owner_key)
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    eventually("the command runs", Duration::from_secs(10), || async {
+        ready.exists().then_some(())
+    })
+    .await;
+    server.kill_9();
+    let line = tokio::time::timeout(Duration::from_secs(10), stderr.next_line())
+        .await
+        .expect("a failed heartbeat within an interval")
+        .unwrap()
+        .unwrap();
+    assert!(line.contains("heartbeat failed"), "{line}");
+    let server = Server::start_at(data.path(), &addr);
+    let (app, org) = (&server.app, &org);
+    // A heartbeat got through again: the lease's expiry moved past the one recovery set.
+    let recovered = app.all_sessions(org).await[0]["expires_at"].clone();
+    eventually(
+        "a heartbeat after the restart",
+        Duration::from_secs(15),
+        || async { (app.all_sessions(org).await[0]["expires_at"] != recovered).then_some(()) },
+    )
+    .await;
+    std::fs::write(&go, "").unwrap();
+    let status = child.wait().await.unwrap();
+    assert!(status.success(), "{status:?}");
+    let mut rest = String::new();
+    while let Ok(Some(line)) = stderr.next_line().await {
+        rest.push_str(&line);
+    }
+    assert!(!rest.contains("lost"), "{rest}");
+    let p = app.pool(org, &pool).await;
+    assert_eq!((&p["live"], &p["waiting"]), (&json!(0), &json!(0)));
 }

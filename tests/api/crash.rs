@@ -26,12 +26,21 @@ impl Server {
         Server::start_with(dir, 100)
     }
 
+    /// Starts the binary on `addr` (`127.0.0.1:0`: a free port).
+    pub fn start_at(dir: &Path, addr: &str) -> Server {
+        Server::start_on(dir, 100, addr)
+    }
+
     /// Starts the binary snapshotting every `snapshot_every` events (at least twice the
     /// org's size), so small values make kills land during compaction.
     fn start_with(dir: &Path, snapshot_every: u64) -> Server {
+        Server::start_on(dir, snapshot_every, "127.0.0.1:0")
+    }
+
+    fn start_on(dir: &Path, snapshot_every: u64, bind: &str) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_seatkeeper"))
             .arg("serve")
-            .env("SEATKEEPER_BIND", "127.0.0.1:0")
+            .env("SEATKEEPER_BIND", bind)
             .env("SEATKEEPER_DATA_DIR", dir)
             .env("SEATKEEPER_OPERATOR_TOKEN", OPERATOR)
             .env("SEATKEEPER_LOG", "info")
