@@ -113,6 +113,10 @@ fn main() -> ExitCode {
             on_lease_lost,
             command,
         } => {
+            if let Err(e) = client::check_server_url(&server) {
+                eprintln!("seatkeeper run: {e}");
+                return ExitCode::from(64);
+            }
             let Some(fingerprint) = fingerprint.or_else(run::machine_fingerprint) else {
                 eprintln!("seatkeeper run: no machine id here; give --fingerprint");
                 return ExitCode::from(64);
@@ -133,6 +137,10 @@ fn main() -> ExitCode {
             ExitCode::from(runtime.block_on(run::run(options)))
         }
         Command::Status { server, key, org } => {
+            if let Err(e) = client::check_server_url(&server) {
+                eprintln!("seatkeeper status: {e}");
+                return ExitCode::from(64);
+            }
             let client = client::Client::new(&server, &key);
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()

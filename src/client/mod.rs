@@ -11,6 +11,18 @@ pub use runtime::{AcquireOptions, Client, ClientError, Lease, Renewed, Verdict};
 
 pub use verify::{verify, Claims, Expect, Kind, VerifyError};
 
+/// Refuses a server URL this build cannot speak to: no TLS stack is built in, and an
+/// `https://` URL would otherwise fail as "unreachable".
+pub fn check_server_url(url: &str) -> Result<(), String> {
+    if url.starts_with("http://") {
+        Ok(())
+    } else if url.starts_with("https://") {
+        Err(format!("{url}: https is not built in; reach the server over http:// (loopback or a trusted network)"))
+    } else {
+        Err(format!("{url}: not an http:// URL"))
+    }
+}
+
 /// The server's public keys, from a JWKS file or an `http://` URL serving one.
 pub fn load_jwks(source: &str) -> Result<jsonwebtoken::jwk::JwkSet, String> {
     let text = if source.starts_with("https://") {

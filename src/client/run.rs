@@ -34,8 +34,8 @@ pub enum OnLeaseLost {
     Continue,
 }
 
-/// How to run.
-#[derive(Debug, Clone)]
+/// How to run (not `Debug`: it holds the key).
+#[derive(Clone)]
 pub struct RunOptions {
     pub server: String,
     pub key: String,
@@ -56,11 +56,12 @@ pub async fn run(options: RunOptions) -> u8 {
         ttl_seconds: None,
     };
     // Watched from the start: a Ctrl-C while queueing for a seat gives up the wait.
-    let (mut interrupt, mut terminate) = match (
+    let (mut interrupt, mut terminate, mut hangup) = match (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
     ) {
-        (Ok(i), Ok(t)) => (i, t),
+        (Ok(i), Ok(t), Ok(h)) => (i, t, h),
         _ => {
             eprintln!("seatkeeper run: cannot watch signals");
             return exit::SERVER_ERROR;
@@ -70,6 +71,7 @@ pub async fn run(options: RunOptions) -> u8 {
         acquired = client.acquire(&acquire) => acquired,
         _ = interrupt.recv() => return 128 + libc::SIGINT as u8,
         _ = terminate.recv() => return 128 + libc::SIGTERM as u8,
+        _ = hangup.recv() => return 128 + libc::SIGHUP as u8,
     };
     let lease = match acquired {
         Ok(lease) => lease,
@@ -84,12 +86,33 @@ pub async fn run(options: RunOptions) -> u8 {
             };
         }
     };
-    let mut child = match Command::new(&options.command[0])
+    let token_file = match TokenFile::create(&lease.token) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("seatkeeper run: cannot write the token file: {e}");
+            let _ = client.release(&lease.session_id).await;
+            return exit::SERVER_ERROR;
+        }
+    };
+    let mut command = Command::new(&options.command[0]);
+    command
         .args(&options.command[1..])
+        // The key takes and ends seats (or more): the command gets its lease, not it.
+        .env_remove("SEATKEEPER_KEY")
         .env("SEATKEEPER_SESSION", &lease.session_id)
         .env("SEATKEEPER_TOKEN", &lease.token)
-        .spawn()
-    {
+        .env("SEATKEEPER_TOKEN_FILE", &token_file.path);
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl is async-signal-safe; it runs in the child between fork and exec.
+    unsafe {
+        // A wrapper killed outright cannot stop the command: the kernel does, so no
+        // command runs on without a seat.
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
+    let mut child = match command.spawn() {
         Ok(child) => child,
         Err(e) => {
             eprintln!("seatkeeper run: cannot start {:?}: {e}", options.command[0]);
@@ -104,14 +127,17 @@ pub async fn run(options: RunOptions) -> u8 {
             unsafe { libc::kill(pid, sig) };
         }
     };
-    let mut keeper = Keeper::new(&lease);
+    let mut keeper = Keeper::new(&lease, acquire, token_file);
     let mut held = true;
     let status = loop {
         tokio::select! {
             status = child.wait() => break status,
             _ = interrupt.recv() => forward(libc::SIGINT),
             _ = terminate.recv() => forward(libc::SIGTERM),
+            _ = hangup.recv() => forward(libc::SIGHUP),
             _ = tokio::time::sleep_until(keeper.next), if held => {
+                // Bounded by the heartbeat interval, so signals and the command's exit
+                // wait at most that long behind a silent server.
                 match keeper.beat(&client).await {
                     Beat::Held => {}
                     Beat::Lost(why) => {
@@ -125,8 +151,10 @@ pub async fn run(options: RunOptions) -> u8 {
             }
         }
     };
-    if held {
-        if let Err(e) = client.release(&lease.session_id).await {
+    // Released unless the server already ended it (a refused heartbeat may leave the
+    // lease live: pool expired, key revoked).
+    if !keeper.ended {
+        if let Err(e) = client.release(&keeper.session).await {
             eprintln!("seatkeeper run: release failed ({e}); the seat frees at its expiry");
         }
     }
@@ -149,16 +177,21 @@ fn exit_code_of(status: std::process::ExitStatus) -> u8 {
     }
 }
 
-/// Keeps a lease alive: heartbeats at the server's interval, and while the server
-/// cannot be reached, retries with backoff until the lease's expiry.
-struct Keeper {
+/// Keeps a lease alive: heartbeats at the server's interval, retries with backoff
+/// until the lease's expiry while the server cannot be reached (or asks to slow down),
+/// and takes a new lease if another wrapper sharing its fingerprint released this one.
+struct Keeper<'a> {
     session: String,
+    acquire: AcquireOptions<'a>,
     interval: Duration,
     /// When the lease ends unless extended.
     expires: tokio::time::Instant,
     /// When to heartbeat next.
     next: tokio::time::Instant,
     backoff: Duration,
+    token_file: TokenFile,
+    /// Whether the server ended the lease (nothing to release).
+    ended: bool,
 }
 
 enum Beat {
@@ -166,30 +199,45 @@ enum Beat {
     Lost(String),
 }
 
-impl Keeper {
-    fn new(lease: &Lease) -> Keeper {
+impl<'a> Keeper<'a> {
+    fn new(lease: &Lease, acquire: AcquireOptions<'a>, token_file: TokenFile) -> Keeper<'a> {
         let interval = Duration::from_secs(lease.heartbeat_interval_seconds.max(1));
         let now = tokio::time::Instant::now();
         Keeper {
             session: lease.session_id.clone(),
+            acquire,
             interval,
-            expires: now + remaining(&lease.expires_at).unwrap_or(interval * 3),
+            expires: now + remaining(&lease.expires_at, interval),
             next: now + interval,
             backoff: Duration::from_millis(250),
+            token_file,
+            ended: false,
         }
     }
 
     async fn beat(&mut self, client: &Client) -> Beat {
+        let left = (self.expires).saturating_duration_since(tokio::time::Instant::now());
+        let limit = self.interval.min(left);
+        let limit = limit.max(Duration::from_millis(500));
+        let answer = tokio::time::timeout(limit, client.heartbeat(&self.session))
+            .await
+            .unwrap_or_else(|_| Err(ClientError::Unreachable("no answer in time".into())));
         let now = tokio::time::Instant::now();
-        match client.heartbeat(&self.session).await {
+        match answer {
             Ok(renewed) => {
-                self.expires = now + remaining(&renewed.expires_at).unwrap_or(self.interval * 3);
-                self.next = now + self.interval;
-                self.backoff = Duration::from_millis(250);
+                self.renewed(&renewed.token, &renewed.expires_at, now);
                 Beat::Held
             }
-            Err(ClientError::Unreachable(e)) | Err(ClientError::Other { message: e, .. }) => {
+            Err(
+                ClientError::Unreachable(e)
+                | ClientError::Other { message: e, .. }
+                | ClientError::RateLimited {
+                    retry_after: _,
+                    message: e,
+                },
+            ) => {
                 if now >= self.expires {
+                    self.ended = true;
                     return Beat::Lost(format!(
                         "no heartbeat reached the server before expiry ({e})"
                     ));
@@ -199,17 +247,97 @@ impl Keeper {
                 self.backoff = (self.backoff * 2).min(self.interval);
                 Beat::Held
             }
+            // Ended: by an admin, or released by another wrapper with this fingerprint.
+            // A seat free now is taken again.
+            Err(ClientError::SessionNotFound) => match client.acquire(&self.acquire).await {
+                Ok(lease) => {
+                    eprintln!("seatkeeper run: the lease had ended; holding a new one");
+                    self.session = lease.session_id.clone();
+                    self.renewed(&lease.token, &lease.expires_at, now);
+                    Beat::Held
+                }
+                Err(e) => {
+                    self.ended = true;
+                    Beat::Lost(format!("the lease had ended and no seat is free now ({e})"))
+                }
+            },
             Err(e) => Beat::Lost(e.to_string()),
+        }
+    }
+
+    fn renewed(&mut self, token: &str, expires_at: &str, now: tokio::time::Instant) {
+        self.expires = now + remaining(expires_at, self.interval);
+        self.next = now + self.interval;
+        self.backoff = Duration::from_millis(250);
+        if let Err(e) = self.token_file.write(token) {
+            eprintln!("seatkeeper run: cannot refresh the token file: {e}");
         }
     }
 }
 
-/// How long until an RFC 3339 instant, from the system clock.
-fn remaining(at: &str) -> Option<Duration> {
-    let at =
-        time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339).ok()?;
-    let left = at - time::OffsetDateTime::now_utc();
-    Some(Duration::from_secs_f64(left.as_seconds_f64().max(0.0)))
+/// The latest lease token, for the command to read (`SEATKEEPER_TOKEN_FILE`): the one
+/// in its environment stops verifying a ttl after it started. Only the user may read
+/// it; removed when the wrapper ends.
+struct TokenFile {
+    path: std::path::PathBuf,
+}
+
+impl TokenFile {
+    fn create(token: &str) -> std::io::Result<TokenFile> {
+        let name = format!("seatkeeper-token-{}-{}", std::process::id(), rand_suffix());
+        let file = TokenFile {
+            path: std::env::temp_dir().join(name),
+        };
+        file.write(token)?;
+        Ok(file)
+    }
+
+    /// Replaces the token whole (write beside, rename over), so a reader never sees
+    /// half of one.
+    fn write(&self, token: &str) -> std::io::Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let next = self.path.with_extension("next");
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&next)?;
+        f.write_all(token.as_bytes())?;
+        std::fs::rename(&next, &self.path)
+    }
+}
+
+impl Drop for TokenFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish()
+}
+
+/// How long until an RFC 3339 instant by the local clock, at most three heartbeat
+/// intervals (the default ttl) so a skewed clock cannot stretch it.
+fn remaining(at: &str, interval: Duration) -> Duration {
+    let left = time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)
+        .map(|at| {
+            (at - time::OffsetDateTime::now_utc())
+                .as_seconds_f64()
+                .max(0.0)
+        })
+        .map(Duration::from_secs_f64)
+        .unwrap_or(interval * 3);
+    left.min(interval * 3)
 }
 
 /// The machine's stable fingerprint: its machine id (else its host name), so a

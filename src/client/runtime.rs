@@ -18,8 +18,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-/// A client of one server, acting through one API key (`sessions` scope).
-#[derive(Debug, Clone)]
+/// A client of one server, acting through one API key (`sessions` scope). Not
+/// `Debug`: it holds the key.
+#[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
     base: String,
@@ -86,7 +87,10 @@ pub enum ClientError {
     #[error("invalid {field}: {message}")]
     Invalid { field: String, message: String },
     #[error("rate limited: retry after {retry_after:?} s")]
-    RateLimited { retry_after: Option<u64> },
+    RateLimited {
+        retry_after: Option<u64>,
+        message: String,
+    },
     #[error("{status} {code}: {message}")]
     Other {
         status: u16,
@@ -116,7 +120,7 @@ impl Client {
         if let Some(ttl) = options.ttl_seconds {
             body["ttl_seconds"] = json!(ttl);
         }
-        let timeout = Duration::from_secs(options.wait_seconds + 30);
+        let timeout = Duration::from_secs(options.wait_seconds.saturating_add(30));
         let request = self.http.post(self.url("/v1/sessions")).json(&body);
         self.send(request, timeout).await
     }
@@ -236,7 +240,10 @@ fn error_of(status: u16, body: &Value) -> ClientError {
             field: text("field"),
             message,
         },
-        "rate_limited" => ClientError::RateLimited { retry_after },
+        "rate_limited" => ClientError::RateLimited {
+            retry_after,
+            message,
+        },
         code => ClientError::Other {
             status,
             code: code.to_owned(),

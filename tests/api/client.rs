@@ -144,6 +144,14 @@ fn wrapper(app: &TestApp, key: &str, extra: &[&str], script: &str) -> tokio::pro
         .expect("start seatkeeper run")
 }
 
+/// The wrapper's exit, which must come within 20 s (a hang fails the test).
+async fn waited(child: &mut tokio::process::Child) -> std::process::ExitStatus {
+    tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("the wrapper exits")
+        .unwrap()
+}
+
 async fn live(app: &TestApp, org: &TestOrg, pool: &str) -> (u64, u64) {
     let p = app.pool(org, pool).await;
     (p["live"].as_u64().unwrap(), p["waiting"].as_u64().unwrap())
@@ -160,7 +168,7 @@ async fn run_holds_one_seat_while_the_command_runs() {
     let dir = tempfile::tempdir().unwrap();
     let go = dir.path().join("go");
     let script = format!(
-        "while [ ! -e {go} ]; do sleep 0.02; done; test -n \"$SEATKEEPER_TOKEN\" && exit 3",
+        "while [ ! -e {go} ]; do sleep 0.02; done; test -n \"$SEATKEEPER_TOKEN\" && test -s \"$SEATKEEPER_TOKEN_FILE\" && test -z \"$SEATKEEPER_KEY\" && exit 3",
         go = go.display()
     );
     let mut child = wrapper(&app, &org.owner_key, &["--fingerprint", "box-1"], &script);
@@ -169,7 +177,7 @@ async fn run_holds_one_seat_while_the_command_runs() {
     })
     .await;
     std::fs::write(&go, "").unwrap();
-    let status = child.wait().await.unwrap();
+    let status = waited(&mut child).await;
     assert_eq!(status.code(), Some(3));
     assert_eq!(live(&app, &org, &pool).await, (0, 0), "released on exit");
 
@@ -239,8 +247,8 @@ async fn two_wrappers_on_one_seat_take_turns() {
     .await;
     assert!(!second_ran.exists(), "the second ran without a seat");
     std::fs::write(&go, "").unwrap();
-    assert!(first.wait().await.unwrap().success());
-    assert!(second.wait().await.unwrap().success());
+    assert!(waited(&mut first).await.success());
+    assert!(waited(&mut second).await.success());
     assert!(second_ran.exists());
     assert_eq!(live(&app, &org, &pool).await, (0, 0));
 }
@@ -251,24 +259,38 @@ async fn a_killed_wrapper_frees_its_seat_within_the_ttl() {
     let app = spawn_app().await;
     let org = app.create_org("killed").await;
     let pool = app.floating_pool(&org, "kre", 1, 2).await;
-    let mut child = wrapper(&app, &org.owner_key, &["--fingerprint", "k"], "sleep 30");
+    let dir = tempfile::tempdir().unwrap();
+    let gone = dir.path().join("gone");
+    let script = format!(
+        "trap 'touch {}; exit 0' TERM; while :; do sleep 0.02; done",
+        gone.display()
+    );
+    let mut child = wrapper(&app, &org.owner_key, &["--fingerprint", "k"], &script);
     eventually("the seat is held", Duration::from_secs(10), || async {
         (live(&app, &org, &pool).await == (1, 0)).then_some(())
     })
     .await;
     let group = child.id().unwrap() as i32;
     child.start_kill().unwrap();
-    child.wait().await.unwrap();
+    waited(&mut child).await;
     let killed = std::time::Instant::now();
     eventually("the seat frees", Duration::from_secs(10), || async {
         (live(&app, &org, &pool).await == (0, 0)).then_some(())
     })
     .await;
+    // The lease's expiry is rounded up to a whole second; the rest is slack for a
+    // loaded machine.
     assert!(
-        killed.elapsed() < Duration::from_secs(2 + 2),
+        killed.elapsed() < Duration::from_secs(2 + 3),
         "within the ttl"
     );
-    // The orphaned command too.
+    // The command does not run on without a seat: the kernel stops it.
+    eventually(
+        "the command is stopped",
+        Duration::from_secs(10),
+        || async { gone.exists().then_some(()) },
+    )
+    .await;
     unsafe { libc::killpg(group, libc::SIGKILL) };
 }
 
@@ -292,7 +314,7 @@ async fn the_wrapper_forwards_sigterm_to_the_command() {
     .await;
     assert_eq!(live(&app, &org, &pool).await, (1, 0));
     unsafe { libc::kill(child.id().unwrap() as i32, libc::SIGTERM) };
-    assert_eq!(child.wait().await.unwrap().code(), Some(42));
+    assert_eq!(waited(&mut child).await.code(), Some(42));
     assert_eq!(live(&app, &org, &pool).await, (0, 0));
 }
 
@@ -352,8 +374,9 @@ async fn status_shows_pools_and_who_holds_the_seats() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("forbidden"));
 }
 
-/// An admin ends the wrapper's session: its next heartbeat hears so, it says the seat
-/// is lost and stops the command (the default), and exits with the command's status.
+/// An admin ends the wrapper's session and another client takes the seat: its next
+/// heartbeat hears so, no seat is free to take again, it says the seat is lost and
+/// stops the command (the default), and exits with the command's status.
 #[tokio::test]
 async fn a_lost_lease_stops_the_command() {
     let app = spawn_app().await;
@@ -394,6 +417,10 @@ async fn a_lost_lease_stops_the_command() {
         )
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    // Someone else takes the freed seat before the wrapper's next heartbeat, so it
+    // cannot take a new lease (as it would with the seat still free).
+    let (status, body) = app.acquire(&org.owner_key, "kre", "other").await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
     let out = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
         .await
         .expect("the wrapper stops within a heartbeat interval or two")
@@ -451,7 +478,7 @@ async fn the_wrapper_rides_out_a_server_restart() {
     )
     .await;
     std::fs::write(&go, "").unwrap();
-    let status = child.wait().await.unwrap();
+    let status = waited(&mut child).await;
     assert!(status.success(), "{status:?}");
     let mut rest = String::new();
     while let Ok(Some(line)) = stderr.next_line().await {
