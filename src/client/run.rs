@@ -249,7 +249,9 @@ impl<'a> Keeper<'a> {
             }
             // Ended: by an admin, or released by another wrapper with this fingerprint.
             // A seat free now is taken again.
-            Err(ClientError::SessionNotFound) => match client.acquire(&self.acquire).await {
+            // Without queueing, and within the same bound as a heartbeat: the loop that
+            // forwards signals and notices the command's exit waits on this.
+            Err(ClientError::SessionNotFound) => match self.take_again(client, limit).await {
                 Ok(lease) => {
                     eprintln!("seatkeeper run: the lease had ended; holding a new one");
                     self.session = lease.session_id.clone();
@@ -263,6 +265,16 @@ impl<'a> Keeper<'a> {
             },
             Err(e) => Beat::Lost(e.to_string()),
         }
+    }
+
+    async fn take_again(&self, client: &Client, limit: Duration) -> Result<Lease, ClientError> {
+        let now = AcquireOptions {
+            wait_seconds: 0,
+            ..self.acquire.clone()
+        };
+        tokio::time::timeout(limit, client.acquire(&now))
+            .await
+            .unwrap_or_else(|_| Err(ClientError::Unreachable("no answer in time".into())))
     }
 
     fn renewed(&mut self, token: &str, expires_at: &str, now: tokio::time::Instant) {
@@ -300,12 +312,18 @@ impl TokenFile {
         let next = self.path.with_extension("next");
         let mut f = std::fs::OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            // Never through a file or link someone else left in the shared directory.
+            .create_new(true)
             .mode(0o600)
             .open(&next)?;
-        f.write_all(token.as_bytes())?;
-        std::fs::rename(&next, &self.path)
+        let written = f
+            .write_all(token.as_bytes())
+            .and_then(|()| std::fs::rename(&next, &self.path));
+        if written.is_err() {
+            // Ours (created just now): gone, so the next heartbeat's write can succeed.
+            let _ = std::fs::remove_file(&next);
+        }
+        written
     }
 }
 

@@ -131,17 +131,26 @@ async fn verify_checks_a_lease_token_offline() {
     assert_eq!(out.status.code(), Some(2), "{out:?}");
 }
 
-/// `seatkeeper run … -- sh -c SCRIPT`, started (not waited for).
+/// `seatkeeper run … -- sh -c SCRIPT`, started (not waited for), its stderr piped.
 fn wrapper(app: &TestApp, key: &str, extra: &[&str], script: &str) -> tokio::process::Child {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_seatkeeper"))
         .args(["run", "--server", &app.base, "--product", "kre"])
         .args(extra)
         .args(["--", "sh", "-c", script])
         .env("SEATKEEPER_KEY", key)
+        .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true)
         .spawn()
         .expect("start seatkeeper run")
+}
+
+/// Waits until the pool shows `want` (live, waiting).
+async fn until_live(app: &TestApp, org: &TestOrg, pool: &str, want: (u64, u64), what: &str) {
+    eventually(what, Duration::from_secs(10), || async {
+        (live(app, org, pool).await == want).then_some(())
+    })
+    .await;
 }
 
 /// The wrapper's exit, which must come within 20 s (a hang fails the test).
@@ -172,10 +181,7 @@ async fn run_holds_one_seat_while_the_command_runs() {
         go = go.display()
     );
     let mut child = wrapper(&app, &org.owner_key, &["--fingerprint", "box-1"], &script);
-    eventually("one seat held", Duration::from_secs(10), || async {
-        (live(&app, &org, &pool).await == (1, 0)).then_some(())
-    })
-    .await;
+    until_live(&app, &org, &pool, (1, 0), "one seat held").await;
     std::fs::write(&go, "").unwrap();
     let status = waited(&mut child).await;
     assert_eq!(status.code(), Some(3));
@@ -232,19 +238,11 @@ async fn two_wrappers_on_one_seat_take_turns() {
     let (go, second_ran) = (dir.path().join("go"), dir.path().join("second"));
     let first_script = format!("while [ ! -e {} ]; do sleep 0.02; done", go.display());
     let mut first = wrapper(&app, &org.owner_key, &["--fingerprint", "a"], &first_script);
-    eventually(
-        "the first holds the seat",
-        Duration::from_secs(10),
-        || async { (live(&app, &org, &pool).await == (1, 0)).then_some(()) },
-    )
-    .await;
+    until_live(&app, &org, &pool, (1, 0), "the first holds the seat").await;
     let second_script = format!("touch {}", second_ran.display());
     let extra = ["--fingerprint", "b", "--wait", "30s"];
     let mut second = wrapper(&app, &org.owner_key, &extra, &second_script);
-    eventually("the second queues", Duration::from_secs(10), || async {
-        (live(&app, &org, &pool).await == (1, 1)).then_some(())
-    })
-    .await;
+    until_live(&app, &org, &pool, (1, 1), "the second queues").await;
     assert!(!second_ran.exists(), "the second ran without a seat");
     std::fs::write(&go, "").unwrap();
     assert!(waited(&mut first).await.success());
@@ -266,18 +264,12 @@ async fn a_killed_wrapper_frees_its_seat_within_the_ttl() {
         gone.display()
     );
     let mut child = wrapper(&app, &org.owner_key, &["--fingerprint", "k"], &script);
-    eventually("the seat is held", Duration::from_secs(10), || async {
-        (live(&app, &org, &pool).await == (1, 0)).then_some(())
-    })
-    .await;
+    until_live(&app, &org, &pool, (1, 0), "the seat is held").await;
     let group = child.id().unwrap() as i32;
     child.start_kill().unwrap();
     waited(&mut child).await;
     let killed = std::time::Instant::now();
-    eventually("the seat frees", Duration::from_secs(10), || async {
-        (live(&app, &org, &pool).await == (0, 0)).then_some(())
-    })
-    .await;
+    until_live(&app, &org, &pool, (0, 0), "the seat frees").await;
     // The lease's expiry is rounded up to a whole second; the rest is slack for a
     // loaded machine.
     assert!(
@@ -388,22 +380,7 @@ async fn a_lost_lease_stops_the_command() {
         "trap 'exit 42' TERM; touch {}; while :; do sleep 0.02; done",
         ready.display()
     );
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_seatkeeper"))
-        .args([
-            "run",
-            "--server",
-            &app.base,
-            "--product",
-            "kre",
-            "--fingerprint",
-            "l",
-        ])
-        .args(["--", "sh", "-c", &script])
-        .env("SEATKEEPER_KEY", &org.owner_key)
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let child = wrapper(&app, &org.owner_key, &["--fingerprint", "l"], &script);
     eventually("the command runs", Duration::from_secs(10), || async {
         ready.exists().then_some(())
     })
@@ -447,14 +424,12 @@ async fn the_wrapper_rides_out_a_server_restart() {
         ready.display(),
         go.display()
     );
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_seatkeeper"))
-        .args(["run", "--server", &server.app.base, "--product", "kre"])
-        .args(["--fingerprint", "r", "--", "sh", "-c", &script])
-        .env("SEATKEEPER_KEY", &org.owner_key)
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut child = wrapper(
+        &server.app,
+        &org.owner_key,
+        &["--fingerprint", "r"],
+        &script,
+    );
     let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
     eventually("the command runs", Duration::from_secs(10), || async {
         ready.exists().then_some(())
