@@ -8,7 +8,7 @@ use std::io::Read;
 use clap::{Parser, Subcommand};
 use seatkeeper::client::run::{self, OnLeaseLost};
 use seatkeeper::client::{self, Expect, Kind};
-use seatkeeper::config::Config;
+use seatkeeper::config::{Config, Overrides};
 use seatkeeper::{telemetry, Application};
 
 // Many short-lived buffers cross threads on every request (worker → actor → writer);
@@ -25,11 +25,34 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the server (embedded defaults, then --config FILE, then SEATKEEPER_* env).
+    /// Run the server. Its configuration: the defaults embedded in the binary, then
+    /// --config FILE, then SEATKEEPER_* variables, then flags.
     Serve {
         /// A TOML file layered over the embedded defaults.
-        #[arg(long)]
+        #[arg(long, env = "SEATKEEPER_CONFIG", value_name = "FILE")]
         config: Option<PathBuf>,
+        #[command(flatten)]
+        overrides: Overrides,
+    },
+    /// Print the configuration `serve` would run with, as TOML (the operator token
+    /// masked), and exit; exit 2 if it is invalid.
+    Config {
+        #[arg(long, env = "SEATKEEPER_CONFIG", value_name = "FILE")]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        overrides: Overrides,
+    },
+    /// Exit 0 if the server is ready (`GET /readyz` answers 200 within 3 s), else 1: a
+    /// container health check that needs no curl. The server is found from --url, else
+    /// from the configuration's `bind` (an unspecified host is read as loopback).
+    Health {
+        /// The server's base URL, e.g. http://127.0.0.1:8080.
+        #[arg(long)]
+        url: Option<String>,
+        #[arg(long, env = "SEATKEEPER_CONFIG", value_name = "FILE")]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        overrides: Overrides,
     },
     /// Hold a seat of PRODUCT while CMD runs: acquire (queueing up to --wait), start
     /// CMD, heartbeat at the server's interval, forward SIGINT/SIGTERM, release when
@@ -103,7 +126,31 @@ enum Command {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Serve { config } => serve(config),
+        Command::Serve { config, overrides } => match load(config, &overrides) {
+            Ok(config) => serve(config),
+            Err(code) => code,
+        },
+        Command::Config { config, overrides } => match load(config, &overrides) {
+            Ok(config) => {
+                print!("{}", config.masked_toml());
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+        Command::Health {
+            url,
+            config,
+            overrides,
+        } => {
+            let url = match url {
+                Some(url) => url,
+                None => match load(config, &overrides) {
+                    Ok(config) => format!("http://{}", loopback_for(&config.bind)),
+                    Err(code) => return code,
+                },
+            };
+            health(&url)
+        }
         Command::Run {
             server,
             key,
@@ -220,14 +267,54 @@ fn seconds(text: &str) -> Result<u64, String> {
         .map_err(|_| format!("{text:?} is not a number of seconds"))
 }
 
-fn serve(config: Option<PathBuf>) -> ExitCode {
-    let config = match Config::load(config.as_deref()) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("seatkeeper: bad configuration: {e}");
-            return ExitCode::from(2);
+/// The effective configuration, or the exit code for a bad one (said on stderr).
+fn load(file: Option<PathBuf>, overrides: &Overrides) -> Result<Config, ExitCode> {
+    Config::load(file.as_deref(), overrides).map_err(|e| {
+        eprintln!("seatkeeper: bad configuration: {e}");
+        ExitCode::from(2)
+    })
+}
+
+/// `bind` as an address to connect to: an unspecified host (0.0.0.0, [::]) is loopback.
+fn loopback_for(bind: &str) -> String {
+    match bind.rsplit_once(':') {
+        Some(("0.0.0.0" | "", port)) => format!("127.0.0.1:{port}"),
+        Some(("[::]", port)) => format!("[::1]:{port}"),
+        _ => bind.to_owned(),
+    }
+}
+
+fn health(url: &str) -> ExitCode {
+    let url = format!("{}/readyz", url.trim_end_matches('/'));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let answer = runtime.block_on(async {
+        reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(3))
+            .build()?
+            .get(&url)
+            .send()
+            .await
+    });
+    match answer {
+        Ok(r) if r.status().is_success() => {
+            println!("ready: {url}");
+            ExitCode::SUCCESS
         }
-    };
+        Ok(r) => {
+            eprintln!("not ready: {url} answered {}", r.status());
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("not ready: {url}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(config: Config) -> ExitCode {
     telemetry::init_logs(&config.log);
     let result = actix_web::rt::System::new()
         .block_on(async move { Application::build(config).await?.run_until_stopped().await });

@@ -7,6 +7,7 @@ mod crash;
 mod errors;
 mod hardening;
 mod helpers;
+mod ops;
 mod projects;
 mod routes;
 mod seats;
