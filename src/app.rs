@@ -2,6 +2,7 @@
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
+use std::sync::atomic::Ordering;
 
 use actix_web::dev::Server;
 use actix_web::{middleware, web, App, HttpServer};
@@ -52,6 +53,8 @@ impl Application {
         // First: the actors started below count their recovered leases into the gauges,
         // and counts made before a recorder exists are lost.
         crate::telemetry::prometheus();
+        let figures = crate::telemetry::figures();
+        (figures.pool_series_limit).store(config.metrics.max_pool_series, Ordering::Relaxed);
         secure_data_dir(&config.data_dir)?;
         raise_open_file_limit();
         let operator_token = operator_token(&config)?;
@@ -72,6 +75,7 @@ impl Application {
         if config.store.audit_retention_days > 0 {
             prune_audit_log(store.clone(), config.store.audit_retention_days);
         }
+        (figures.recovery_micros).store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         tracing::info!(
             orgs,
             leases,

@@ -32,6 +32,15 @@ pub struct Config {
     pub sessions: SessionsConfig,
     /// Store settings.
     pub store: StoreConfig,
+    /// Metrics settings.
+    pub metrics: MetricsConfig,
+}
+
+/// Metrics settings.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct MetricsConfig {
+    /// Pools that get gauges of their own (labelled org, pool, product).
+    pub max_pool_series: usize,
 }
 
 /// Session settings.
@@ -165,6 +174,9 @@ pub struct Overrides {
     #[arg(long, env = "SEATKEEPER_STORE__AUDIT_RETENTION_DAYS", value_name = "DAYS",
         help = described("Days an audit entry is kept; 0 keeps them forever", "store.audit_retention_days"))]
     store_audit_retention_days: Option<u64>,
+    #[arg(long, env = "SEATKEEPER_METRICS__MAX_POOL_SERIES", value_name = "N",
+        help = described("Pools that get gauges of their own at /metrics (labelled org, pool, product); the rest count only in the totals", "metrics.max_pool_series"))]
+    metrics_max_pool_series: Option<usize>,
 }
 
 impl Overrides {
@@ -203,11 +215,12 @@ impl Overrides {
             &self.sessions_max_waiters_per_org,
         );
         let f = set(f, "store.snapshot_every", &self.store_snapshot_every);
-        set(
+        let f = set(
             f,
             "store.audit_retention_days",
             &self.store_audit_retention_days,
-        )
+        );
+        set(f, "metrics.max_pool_series", &self.metrics_max_pool_series)
     }
 }
 

@@ -23,6 +23,7 @@ use crate::domain::{
 };
 use crate::secrets::{mint_key, NewKey};
 use crate::store::Durability;
+use crate::telemetry::{figures, Outcome};
 
 /// A handle to one organization's actor.
 #[derive(Clone)]
@@ -85,7 +86,7 @@ impl OrgHandle {
             durability,
             decide: Box::new(decide),
         };
-        let (value, ack) = self.addr.send(msg).await.map_err(|_| self.gone())??;
+        let (value, ack) = self.send(msg).await??;
         ack.durable().await?;
         Ok(value)
     }
@@ -94,10 +95,26 @@ impl OrgHandle {
         &self,
         read: impl FnOnce(&OrgState, Timestamp) -> Result<R, DomainError> + Send + 'static,
     ) -> Result<R, ActorError> {
-        self.addr
-            .send(Query(Box::new(read)))
-            .await
-            .map_err(|_| self.gone())?
+        self.send(Query(Box::new(read))).await?
+    }
+
+    /// Sends the actor a message, counted in the mailbox depth until it is answered
+    /// (or the caller stops waiting).
+    async fn send<M>(&self, msg: M) -> Result<M::Result, ActorError>
+    where
+        M: actix::Message + Send + 'static,
+        M::Result: Send,
+        OrgActor: actix::Handler<M>,
+    {
+        struct InFlight;
+        impl Drop for InFlight {
+            fn drop(&mut self) {
+                figures().mailbox.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        figures().mailbox.fetch_add(1, Ordering::Relaxed);
+        let _in_flight = InFlight;
+        self.addr.send(msg).await.map_err(|_| self.gone())
     }
 
     /// Adds members, all or none (admins only); each is `(email, name, tenant_roles)`.
@@ -406,22 +423,21 @@ impl OrgHandle {
         wait: Duration,
         gone: Option<GoneProbe>,
     ) -> Result<Acquired, ActorError> {
-        let reply = self
-            .addr
-            .send(Acquire {
-                request,
-                wait,
-                gone,
-            })
-            .await
-            .map_err(|_| self.gone())??;
-        match reply {
-            AcquireReply::Granted(acquired, ack) => {
-                ack.durable().await?;
-                Ok(acquired)
-            }
-            AcquireReply::Queued(rx) => rx.await.unwrap_or_else(|_| Err(self.gone())),
-        }
+        let reply = self.send(Acquire {
+            request,
+            wait,
+            gone,
+        });
+        let (queued, answer) = match reply.await.and_then(|r| r) {
+            Ok(AcquireReply::Granted(acquired, ack)) => (
+                false,
+                ack.durable().await.map(|()| acquired).map_err(Into::into),
+            ),
+            Ok(AcquireReply::Queued(rx)) => (true, rx.await.unwrap_or_else(|_| Err(self.gone()))),
+            Err(e) => (false, Err(e)),
+        };
+        outcome(queued, &answer).count();
+        answer
     }
 
     /// Extends a member's own lease; answered once journaled, before its flush.
@@ -686,5 +702,22 @@ impl OrgHandle {
     /// What the operator sees of the organization.
     pub async fn summary(&self) -> Result<OrgSummary, ActorError> {
         self.query(|s, _| Ok(s.summary())).await
+    }
+}
+
+/// How an acquire ended, for the metrics.
+fn outcome(queued: bool, answer: &Result<Acquired, ActorError>) -> Outcome {
+    match answer {
+        Ok(a) if !a.fresh => Outcome::Renewed,
+        Ok(_) if queued => Outcome::Waited,
+        Ok(_) => Outcome::Granted,
+        Err(ActorError::Domain(e)) => match e {
+            DomainError::SeatCapReached { .. } if queued => Outcome::TimedOut,
+            DomainError::SeatCapReached { .. } => Outcome::CapReached,
+            DomainError::NotEntitled { .. } | DomainError::PoolExpired => Outcome::NotEntitled,
+            DomainError::RateLimited { .. } => Outcome::RateLimited,
+            _ => Outcome::Other,
+        },
+        Err(_) => Outcome::Other,
     }
 }

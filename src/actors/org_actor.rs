@@ -1,6 +1,7 @@
 //! The actor that owns one organization's [`OrgState`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -12,10 +13,10 @@ use super::{clock, ActorError, GoneProbe};
 use crate::domain::ids::mint;
 use crate::domain::{
     AccessView, AcquireRequest, Acquired, Actor as By, Applied, DomainError, Event, OrgState,
-    SessionId, Timestamp, Turn, WaitLimits, Waiter,
+    PoolId, SessionId, Timestamp, Turn, WaitLimits, Waiter,
 };
 use crate::store::{Ack, Change, Durability, Store};
-use crate::telemetry::metric;
+use crate::telemetry::{self, figures, metric};
 
 /// Leases ended by one expiry command: after a restart that finds many expired, the
 /// journal write behind each command (and every org's acknowledgements queued behind
@@ -64,6 +65,8 @@ pub(super) struct OrgActor {
     /// The view last handed to `view` (published once its change is durable), compared
     /// by pointer so a change that left it alone costs no lock and no relay.
     published: Arc<AccessView>,
+    /// Pools whose gauges this actor sets, and whether each has series of its own.
+    pool_series: HashMap<PoolId, bool>,
 }
 
 /// The latest durable access view of an org, with the journal position it reflects;
@@ -116,6 +119,7 @@ impl OrgActor {
             seats_freed: false,
             published,
             view,
+            pool_series: HashMap::new(),
         }
     }
 
@@ -202,13 +206,12 @@ impl OrgActor {
                     }
                 }
                 Event::LeaseGranted(_) => {
-                    metrics::counter!(metric::SESSIONS_GRANTED).increment(1);
-                    metrics::gauge!(metric::SESSIONS_LIVE).increment(1.0);
+                    figures().leases.fetch_add(1, Ordering::Relaxed);
                 }
                 Event::LeaseEnded { reason, .. } => {
                     metrics::counter!(metric::SESSIONS_ENDED, "reason" => reason.as_str())
                         .increment(1);
-                    metrics::gauge!(metric::SESSIONS_LIVE).decrement(1.0);
+                    figures().leases.fetch_sub(1, Ordering::Relaxed);
                 }
                 _ => {}
             }
@@ -291,10 +294,41 @@ impl OrgActor {
                 let (by, denial) = (member_of(r), self.state.denial(&r.member, &r.product, now));
                 self.commit(&by, now, denial, Durability::Journaled);
             }
-            metrics::counter!(metric::SESSIONS_DENIED).increment(1);
             self.answer(w, Err(err.into()));
         }
         self.settle(ctx, now);
+    }
+
+    /// Sets each pool's gauges (labels org, pool, product), for the pools admitted
+    /// under the process's series limit; a deleted pool gives its place back and its
+    /// series, no longer set, leaves `/metrics` once idle.
+    fn refresh_gauges(&mut self) {
+        let org = self.state.id().as_str();
+        let mut present = HashSet::new();
+        for f in self.state.pool_figures() {
+            present.insert(f.id);
+            let labelled = *(self.pool_series)
+                .entry(f.id.clone())
+                .or_insert_with(|| figures().admit_pool());
+            if !labelled {
+                continue;
+            }
+            let labels = [
+                ("org", org.to_owned()),
+                ("pool", f.id.as_str().to_owned()),
+                ("product", f.product.to_owned()),
+            ];
+            metrics::gauge!(metric::POOL_LIVE, &labels).set(f64::from(f.live));
+            metrics::gauge!(metric::POOL_SEATS, &labels).set(f64::from(f.seats));
+            metrics::gauge!(metric::POOL_ALLOCATED, &labels).set(f64::from(f.allocated));
+        }
+        self.pool_series.retain(|id, labelled| {
+            let keep = present.contains(id);
+            if !keep {
+                figures().release_pool(*labelled);
+            }
+            keep
+        });
     }
 
     /// Makes sure a timer fires at the next deadline (at once while expired leases
@@ -342,8 +376,23 @@ impl Actor for OrgActor {
         // Mailbox capacity only bounds senders' backpressure; a deep one keeps bursts of
         // many connections from parking on a full mailbox.
         ctx.set_mailbox_capacity(4096);
-        metrics::gauge!(metric::SESSIONS_LIVE).increment(self.state.sessions_live() as f64);
+        figures()
+            .leases
+            .fetch_add(self.state.sessions_live() as i64, Ordering::Relaxed);
+        figures().orgs.fetch_add(1, Ordering::Relaxed);
+        self.refresh_gauges();
+        ctx.run_interval(telemetry::REFRESH, |actor, _| actor.refresh_gauges());
         self.arm(ctx);
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        figures()
+            .leases
+            .fetch_sub(self.state.sessions_live() as i64, Ordering::Relaxed);
+        figures().orgs.fetch_sub(1, Ordering::Relaxed);
+        for (_, labelled) in self.pool_series.drain() {
+            figures().release_pool(labelled);
+        }
     }
 }
 
@@ -418,7 +467,6 @@ impl Handler<Close> for OrgActor {
         for w in waiters {
             self.answer(w, Err(gone.clone().into()));
         }
-        metrics::gauge!(metric::SESSIONS_LIVE).decrement(self.state.sessions_live() as f64);
         ctx.stop();
     }
 }
@@ -484,7 +532,6 @@ impl Handler<Acquire> for OrgActor {
             }
             Err(e) => {
                 if matches!(e, DomainError::SeatCapReached { .. }) {
-                    metrics::counter!(metric::SESSIONS_DENIED).increment(1);
                     let r = &msg.request;
                     let denial = self.state.denial(&r.member, &r.product, now);
                     self.commit(&member_of(r), now, denial, Durability::Journaled);

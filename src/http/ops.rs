@@ -20,7 +20,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 pub async fn metrics() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(telemetry::prometheus().render())
+        .body(telemetry::render())
 }
 
 /// The public keys that verify lease tokens.

@@ -74,3 +74,120 @@ fn config_prints_the_effective_configuration_with_the_token_masked() {
     let out = seatkeeper(&["config"], &[("SEATKEEPER_WORKERS", "many")]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
 }
+
+/// A real Prometheus scrapes a real server, and seatkeeper's series come back through
+/// its query API: the exposition parses, and the names and labels are what the README
+/// and the Grafana dashboard query. Needs the `prometheus` binary (Debian package
+/// `prometheus`; `scripts/test` and CI install it).
+#[tokio::test]
+async fn prometheus_scrapes_the_series_a_dashboard_reads() {
+    let prometheus = which("prometheus").expect(
+        "the prometheus binary is needed (apt-get install prometheus; scripts/test installs it)",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("seatkeeper"));
+    let app = &server.app;
+    let org = app.create_org("scraped").await;
+    let pool = app.floating_pool(&org, "kre", 7, 60).await;
+    for fingerprint in ["a", "b"] {
+        let (status, body) = app.acquire(&org.owner_key, "kre", fingerprint).await;
+        assert_eq!(status, reqwest::StatusCode::CREATED, "{body}");
+    }
+
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: seatkeeper\n    \
+             static_configs:\n      - targets: ['{}']\n",
+            app.addr()
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let _prometheus = Child(
+        Command::new(prometheus)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start prometheus"),
+    );
+    let query = |q: String| async move {
+        let url = format!("http://127.0.0.1:{port}/api/v1/query");
+        let answer = reqwest::Client::new()
+            .get(url)
+            .query(&[("query", q)])
+            .send()
+            .await
+            .ok()?
+            .json::<serde_json::Value>()
+            .await
+            .ok()?;
+        let value = answer["data"]["result"][0]["value"][1].as_str()?;
+        value.parse::<f64>().ok()
+    };
+    let within = std::time::Duration::from_secs(60);
+    let seats = format!(
+        "seatkeeper_pool_seats{{org=\"{}\",pool=\"{pool}\",product=\"kre\"}}",
+        org.id
+    );
+    let live = format!(
+        "seatkeeper_pool_sessions_live{{org=\"{}\",pool=\"{pool}\"}}",
+        org.id
+    );
+    for (q, want) in [
+        (seats, 7.0),
+        (live, 2.0),
+        (
+            "seatkeeper_acquires_total{outcome=\"granted\"}".to_owned(),
+            2.0,
+        ),
+        (
+            "sum(seatkeeper_http_requests_total{route=\"/v1/sessions\",status=\"201\"})".to_owned(),
+            2.0,
+        ),
+        ("seatkeeper_sessions_live".to_owned(), 2.0),
+        ("seatkeeper_orgs".to_owned(), 1.0),
+        (
+            "count(seatkeeper_store_flush_seconds_bucket) > bool 0".to_owned(),
+            1.0,
+        ),
+        ("up{job=\"seatkeeper\"}".to_owned(), 1.0),
+    ] {
+        let what = format!("{q} = {want} through Prometheus");
+        crate::helpers::eventually(&what, within, || {
+            let q = q.clone();
+            async move { (query(q).await? == want).then_some(()) }
+        })
+        .await;
+    }
+}
+
+/// A child process killed when the test ends, whether it passes or not.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn which(program: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(program))
+            .find(|p| p.is_file())
+    })
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}

@@ -33,7 +33,7 @@ use authz::Stale;
 pub use authz::{AccessView, Verdict};
 pub use projects::RoleSpec;
 pub use sessions::{Acquired, SessionFilter, SessionRow, Turn};
-pub use usage::{PoolUsage, ProductUsage, Usage};
+pub use usage::{PoolFigures, PoolUsage, ProductUsage, Usage};
 
 use super::lease::Leases;
 use super::project::{Group, Project, Subject};

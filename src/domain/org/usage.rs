@@ -41,7 +41,29 @@ pub struct Usage {
     pub products: Vec<ProductUsage>,
 }
 
+/// One pool's figures for the server's metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolFigures<'a> {
+    pub id: &'a PoolId,
+    pub product: &'a str,
+    pub seats: u32,
+    pub allocated: u32,
+    pub live: u32,
+}
+
 impl OrgState {
+    /// Every pool's seats, allocations and live leases, for the server's own metrics
+    /// (no caller to authorize).
+    pub fn pool_figures(&self) -> impl Iterator<Item = PoolFigures<'_>> {
+        self.pools.values().map(|p| PoolFigures {
+            id: &p.id,
+            product: &p.product,
+            seats: p.seats,
+            allocated: p.allocated_count(),
+            live: self.leases.live_in(&p.id),
+        })
+    }
+
     /// Every pool's figures as of `now` and each product's totals (admins only). A
     /// product whose pools all expired is listed with no seats.
     pub fn usage(&self, actor: &MemberId, now: Timestamp) -> Result<Usage, DomainError> {
