@@ -89,6 +89,7 @@ impl Application {
             store: store.clone(),
             operator_hash: secrets::hash(&operator_token),
             max_wait_seconds: config.sessions.max_wait_seconds,
+            access_log: config.access_log,
         });
         let listener =
             TcpListener::bind(&config.bind).map_err(io(format!("bind {}", config.bind)))?;
@@ -100,6 +101,7 @@ impl Application {
             App::new()
                 .app_data(state.clone())
                 .wrap(middleware::from_fn(http::record_metrics))
+                .wrap(middleware::from_fn(http::trace_request))
                 .configure(http::configure)
         })
         .workers(config.http_workers())

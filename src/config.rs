@@ -24,6 +24,10 @@ pub struct Config {
     pub operator_token: Option<String>,
     /// Log filter, `RUST_LOG` syntax.
     pub log: String,
+    /// How log lines are written.
+    pub log_format: LogFormat,
+    /// Whether every HTTP request is logged.
+    pub access_log: bool,
     /// HTTP worker threads; 0 means one per core.
     pub workers: usize,
     /// Threads of their own for the organization actors; 0 runs them on the HTTP workers.
@@ -41,6 +45,16 @@ pub struct Config {
 pub struct MetricsConfig {
     /// Pools that get gauges of their own (labelled org, pool, product).
     pub max_pool_series: usize,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// Session settings.
@@ -150,6 +164,12 @@ pub struct Overrides {
     #[arg(long, env = "SEATKEEPER_LOG", value_name = "FILTER",
         help = described("Log filter, RUST_LOG syntax (e.g. seatkeeper=debug,info)", "log"))]
     log: Option<String>,
+    #[arg(long, env = "SEATKEEPER_LOG_FORMAT", value_enum,
+        help = described("Log lines as text or one JSON object per line", "log_format"))]
+    log_format: Option<LogFormat>,
+    #[arg(long, env = "SEATKEEPER_ACCESS_LOG", value_name = "BOOL",
+        help = described("One info line per HTTP request (method, path, status, time)", "access_log"))]
+    access_log: Option<bool>,
     #[arg(long, env = "SEATKEEPER_WORKERS", value_name = "N",
         help = described("HTTP worker threads; 0 means one per core", "workers"))]
     workers: Option<usize>,
@@ -192,6 +212,8 @@ impl Overrides {
         let f = set(f, "data_dir", &self.data_dir);
         let f = set(f, "operator_token", &self.operator_token);
         let f = set(f, "log", &self.log);
+        let f = set(f, "log_format", &self.log_format);
+        let f = set(f, "access_log", &self.access_log);
         let f = set(f, "workers", &self.workers);
         let f = set(f, "actor_threads", &self.actor_threads);
         let f = set(

@@ -315,7 +315,7 @@ fn health(url: &str) -> ExitCode {
 }
 
 fn serve(config: Config) -> ExitCode {
-    telemetry::init_logs(&config.log);
+    telemetry::init_logs(&config.log, config.log_format);
     let result = actix_web::rt::System::new()
         .block_on(async move { Application::build(config).await?.run_until_stopped().await });
     match result {

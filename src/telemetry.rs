@@ -9,6 +9,8 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use metrics_util::MetricKindMask;
 use tracing_subscriber::EnvFilter;
 
+use crate::config::LogFormat;
+
 /// Metric names.
 pub mod metric {
     /// Counter: HTTP requests by route pattern, method and status.
@@ -192,14 +194,22 @@ pub const REFRESH: Duration = Duration::from_secs(5);
 /// A gauge not set for this long is dropped from `/metrics` (a deleted pool's series).
 const GAUGE_IDLE: Duration = Duration::from_secs(30);
 
-/// Installs the log subscriber with a `RUST_LOG`-style filter.
-pub fn init_logs(filter: &str) {
+/// Installs the log subscriber: a `RUST_LOG`-style filter, lines as text or JSON.
+pub fn init_logs(filter: &str, format: LogFormat) {
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .try_init();
+        .with_target(false);
+    let _ = match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .try_init(),
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+    };
 }
 
 /// The process-wide Prometheus recorder, installed on first use.

@@ -246,6 +246,14 @@ impl Directory {
             store.purge(&org).durable().await
         });
         purged.await.map_err(|_| ActorError::Unavailable)??;
+        // Not audited: the org's audit log goes with it.
+        tracing::info!(
+            org = id,
+            actor = "operator",
+            action = "org.deleted",
+            target = id,
+            "admin change"
+        );
         Ok(())
     }
 
@@ -301,6 +309,7 @@ impl Directory {
             .append(change, Durability::Flushed)
             .durable()
             .await?;
+        super::log_changes(&id, &By::Operator, &audit);
         let seq = events.len() as u64;
         let name = state.name().to_owned();
         let owner = state.member(&owner.id, owner.id.as_str())?.clone();

@@ -82,6 +82,7 @@ impl OrgHandle {
         decide: impl FnOnce(&OrgState, Timestamp) -> Result<Applied<R>, DomainError> + Send + 'static,
     ) -> Result<R, ActorError> {
         let msg = Command {
+            span: tracing::Span::current(),
             by: by.actor(),
             durability,
             decide: Box::new(decide),
@@ -423,6 +424,9 @@ impl OrgHandle {
         wait: Duration,
         gone: Option<GoneProbe>,
     ) -> Result<Acquired, ActorError> {
+        // Copied only when the line will be logged: this is the acquire path.
+        let logged = tracing::enabled!(tracing::Level::DEBUG)
+            .then(|| (request.member.clone(), request.product.clone()));
         let reply = self.send(Acquire {
             request,
             wait,
@@ -436,7 +440,17 @@ impl OrgHandle {
             Ok(AcquireReply::Queued(rx)) => (true, rx.await.unwrap_or_else(|_| Err(self.gone()))),
             Err(e) => (false, Err(e)),
         };
-        outcome(queued, &answer).count();
+        let outcome = outcome(queued, &answer);
+        outcome.count();
+        if let Some((member, product)) = logged {
+            tracing::debug!(
+                member = member.as_str(),
+                product = product.as_str(),
+                outcome = outcome.as_str(),
+                session = answer.as_ref().ok().map(|a| a.lease.id.as_str()),
+                "acquire"
+            );
+        }
         answer
     }
 

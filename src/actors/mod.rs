@@ -58,3 +58,21 @@ impl From<StoreError> for ActorError {
         ActorError::Store(Arc::new(e))
     }
 }
+
+/// One info line per audited change, as the audit log has it (never its before and
+/// after, which may carry personal data): who, what, to what.
+fn log_changes(
+    org: &crate::domain::OrgId,
+    by: &crate::domain::Actor,
+    audit: &[crate::domain::Audit],
+) {
+    for a in audit {
+        tracing::info!(
+            org = org.as_str(),
+            actor = by.name(),
+            action = a.entry.action,
+            target = a.entry.target.as_str(),
+            "admin change"
+        );
+    }
+}

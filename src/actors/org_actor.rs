@@ -136,6 +136,7 @@ impl OrgActor {
         if events.is_empty() {
             return (value, Ack::done());
         }
+        super::log_changes(self.state.id(), by, &audit);
         let change = Change {
             org: self.state.id(),
             first_seq: self.seq + 1,
@@ -405,6 +406,8 @@ type ReadFn<R> = Box<dyn FnOnce(&OrgState, Timestamp) -> Result<R, DomainError> 
 /// A change by `by`: decided against the state, its events applied and journaled
 /// together, and the caller hears back once they are as durable as `durability` asks.
 pub(super) struct Command<R> {
+    /// The request's span: what the change logs is logged in it.
+    pub(super) span: tracing::Span,
     pub(super) by: By,
     pub(super) durability: Durability,
     pub(super) decide: DecideFn<R>,
@@ -422,6 +425,7 @@ impl<R: Send + 'static> Handler<Command<R>> for OrgActor {
     type Result = Result<(R, Ack), ActorError>;
 
     fn handle(&mut self, msg: Command<R>, ctx: &mut Self::Context) -> Self::Result {
+        let _in_request = msg.span.enter();
         let now = clock::now();
         let applied = (msg.decide)(&self.state, now)?;
         let answer = self.commit(&msg.by, now, applied, msg.durability);

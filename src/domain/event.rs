@@ -61,6 +61,18 @@ pub enum Actor {
     Member { id: MemberId, key: Option<KeyId> },
 }
 
+impl Actor {
+    /// How records, the audit log and the logs name it: `system`, `operator` or the
+    /// member's id.
+    pub fn name(&self) -> &str {
+        match self {
+            Actor::System => "system",
+            Actor::Operator => "operator",
+            Actor::Member { id, .. } => id.as_str(),
+        }
+    }
+}
+
 /// One change to an organization.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]

@@ -25,10 +25,12 @@ use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::http::Method;
 use actix_web::middleware::Next;
 use actix_web::{web, Error};
 use metrics::{Counter, Histogram};
+use tracing::Instrument;
 
 pub use auth::Caller;
 pub use body::{Filter, Json, PageQuery, BODY_LIMIT};
@@ -47,6 +49,8 @@ pub struct AppState {
     /// SHA-256 of the operator's bootstrap token.
     pub operator_hash: [u8; 32],
     pub max_wait_seconds: u64,
+    /// Whether every request is logged.
+    pub access_log: bool,
 }
 
 /// Registers every route, the body limit and the JSON error handlers.
@@ -261,6 +265,50 @@ pub async fn record_metrics(
         time.record(started.elapsed().as_secs_f64());
     });
     Ok(res)
+}
+
+/// Gives every request an id and a span carrying it, so every line logged on its
+/// behalf (the handler's, and its org actor's while handling it) names it; answers the
+/// id in `X-Request-Id`, and logs the request when the access log is on. A client's own
+/// `X-Request-Id` is kept if it is 1-64 characters of `[A-Za-z0-9._-]` (it reaches the
+/// logs), else replaced.
+pub async fn trace_request(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let id = match req.headers().get(&REQUEST_ID) {
+        Some(given) if is_request_id(given.as_bytes()) => given.clone(),
+        _ => HeaderValue::from_str(&format!("{:016x}", rand::random::<u64>()))
+            .expect("hex is a valid header value"),
+    };
+    let span = tracing::info_span!("request", request_id = id.to_str().unwrap_or_default());
+    let logged = req
+        .app_data::<web::Data<AppState>>()
+        .is_some_and(|s| s.access_log)
+        .then(|| (req.method().clone(), req.path().to_owned(), Instant::now()));
+    let mut res = next.call(req).instrument(span.clone()).await?;
+    if let Some((method, path, started)) = logged {
+        let _in_request = span.enter();
+        tracing::info!(
+            method = method.as_str(),
+            path,
+            status = res.status().as_u16(),
+            micros = started.elapsed().as_micros() as u64,
+            "request"
+        );
+    }
+    res.headers_mut().insert(REQUEST_ID, id);
+    Ok(res)
+}
+
+/// The header carrying a request's id.
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+fn is_request_id(id: &[u8]) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// A request series' labels: route pattern, method, status.

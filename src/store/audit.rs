@@ -85,11 +85,7 @@ pub(super) fn encode(
     actor: &Actor,
     entry: &AuditEntry,
 ) -> (Vec<u8>, Vec<u8>) {
-    let actor = match actor {
-        Actor::System => "system",
-        Actor::Operator => "operator",
-        Actor::Member { id, .. } => id.as_str(),
-    };
+    let actor = actor.name();
     let value = serde_json::json!({
         "v": AUDIT_VERSION,
         "at": at,

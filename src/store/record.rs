@@ -28,11 +28,11 @@ pub struct Record<E, S = String> {
 impl<'a> Record<&'a Event, &'a str> {
     /// The record of `event`, caused by `actor` at `at`.
     pub fn new(at: Timestamp, actor: &'a Actor, event: &'a Event) -> Self {
-        let (actor, key) = match actor {
-            Actor::System => ("system", None),
-            Actor::Operator => ("operator", None),
-            Actor::Member { id, key } => (id.as_str(), key.as_ref().map(KeyId::as_str)),
+        let key = match actor {
+            Actor::Member { key, .. } => key.as_ref().map(KeyId::as_str),
+            Actor::System | Actor::Operator => None,
         };
+        let actor = actor.name();
         Record {
             v: RECORD_VERSION,
             at,

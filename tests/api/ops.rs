@@ -191,3 +191,119 @@ fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().port()
 }
+
+/// JSON logs at `seatkeeper=debug` with the access log on: one line per admin change
+/// (actor, action, target) and per acquire, each in its request's span with the id the
+/// client sent or was answered; no key, token or operator token anywhere.
+#[tokio::test]
+async fn logs_name_each_change_and_request_and_never_a_secret() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Child(
+        Command::new(env!("CARGO_BIN_EXE_seatkeeper"))
+            .arg("serve")
+            .envs([
+                ("SEATKEEPER_BIND", "127.0.0.1:0"),
+                ("SEATKEEPER_DATA_DIR", dir.path().to_str().unwrap()),
+                ("SEATKEEPER_OPERATOR_TOKEN", OPERATOR),
+                ("SEATKEEPER_LOG", "seatkeeper=debug,info"),
+                ("SEATKEEPER_LOG_FORMAT", "json"),
+                ("SEATKEEPER_ACCESS_LOG", "true"),
+            ])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start seatkeeper"),
+    );
+    let (tx, rx) = std::sync::mpsc::channel::<serde_json::Value>();
+    let stdout = child.0.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let parsed = serde_json::from_str(&line)
+                .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+            if tx.send(parsed).is_err() {
+                return;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    let addr = loop {
+        let line = rx.recv().expect("the server logs its address");
+        let message = line["fields"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        lines.push(line);
+        if let Some(addr) = message.strip_prefix("listening on http://") {
+            break addr.to_owned();
+        }
+    };
+    let app = crate::helpers::TestApp::at(&addr);
+    let org = app.create_org("logged").await;
+    let (member, member_key) = app.member_with_key(&org, &["sessions"]).await;
+    let answer = reqwest::Client::new()
+        .post(format!("{}/v1/orgs/{}/pools", app.base, org.id))
+        .bearer_auth(&org.owner_key)
+        .header("X-Request-Id", "pool-req-7")
+        .json(&serde_json::json!({"product": "kre", "kind": "floating", "seats": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.headers()["x-request-id"], "pool-req-7");
+    let pool = answer.json::<serde_json::Value>().await.unwrap()["id"].clone();
+    let (status, lease) = app.acquire(&member_key, "kre", "box").await;
+    assert_eq!(status, reqwest::StatusCode::CREATED, "{lease}");
+    let token = lease["token"].as_str().unwrap().to_owned();
+    let session = lease["session_id"].clone();
+
+    // Until the access log line of the acquire, the last request.
+    let is_acquire_logged = |l: &serde_json::Value| {
+        l["fields"]["message"] == "request" && l["fields"]["path"] == "/v1/sessions"
+    };
+    while !lines.iter().any(is_acquire_logged) {
+        lines.push(
+            rx.recv_timeout(std::time::Duration::from_secs(10))
+                .expect("the acquire is logged"),
+        );
+    }
+
+    let text: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    for secret in [
+        OPERATOR,
+        org.owner_key.as_str(),
+        member_key.as_str(),
+        token.as_str(),
+    ] {
+        assert!(
+            !text.iter().any(|l| l.contains(secret)),
+            "a secret was logged: {secret}"
+        );
+    }
+    let change = |action: &str| {
+        lines
+            .iter()
+            .find(|l| l["fields"]["message"] == "admin change" && l["fields"]["action"] == action)
+            .unwrap_or_else(|| panic!("no {action} line in {text:#?}"))
+    };
+    assert_eq!(change("org.created")["fields"]["actor"], "operator");
+    let key_created = change("key.created");
+    assert!(
+        key_created["span"]["request_id"].is_string(),
+        "{key_created}"
+    );
+    let pool_created = change("pool.created");
+    assert_eq!(
+        pool_created["fields"]["actor"].as_str(),
+        Some(org.owner_id.as_str())
+    );
+    assert_eq!(pool_created["fields"]["target"], pool);
+    assert_eq!(pool_created["span"]["request_id"], "pool-req-7");
+    let acquire = (lines.iter())
+        .find(|l| l["fields"]["message"] == "acquire")
+        .expect("the acquire's debug line");
+    assert_eq!(acquire["fields"]["outcome"], "granted");
+    assert_eq!(acquire["fields"]["member"].as_str(), Some(member.as_str()));
+    assert_eq!(acquire["fields"]["session"], session);
+    let access = lines.iter().find(|l| is_acquire_logged(l)).unwrap();
+    assert_eq!(access["fields"]["status"], 201);
+    assert_eq!(access["span"]["request_id"], acquire["span"]["request_id"]);
+}
