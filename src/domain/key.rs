@@ -6,6 +6,8 @@ use super::{KeyId, MemberId, Timestamp};
 
 /// What a key may be used for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+// The API description names its values (a derive only: no behaviour here).
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Scope {
     /// Runtime calls: acquire, heartbeat and release sessions.

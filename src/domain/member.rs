@@ -6,6 +6,8 @@ use super::{DomainError, MemberId, Timestamp};
 
 /// A tenant-wide role. Plain members hold none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+// The API description names its values (a derive only: no behaviour here).
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum TenantRole {
     /// Exactly one per organization.

@@ -8,6 +8,8 @@ use super::{DomainError, MemberId, PoolId, Timestamp};
 
 /// How a pool's seats are consumed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+// The API description names its values (a derive only: no behaviour here).
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum PoolKind {
     /// Seats allocated to named members by an admin.
@@ -18,6 +20,8 @@ pub enum PoolKind {
 
 /// Where the seats came from.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+// The API description names its values (a derive only: no behaviour here).
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum PoolSource {
     #[default]

@@ -3,6 +3,7 @@
 
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::wire::{rfc3339, List};
 use super::{ApiError, AppState, Caller, Json, PageQuery};
@@ -10,23 +11,23 @@ use crate::actors;
 use crate::domain::{ActivateRequest, Activation};
 use crate::tokens::{ActivationClaims, Signer, ISSUER};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct ActivateBody {
     product: String,
     fingerprint: String,
     hostname: Option<String>,
 }
 
-#[derive(Serialize)]
-struct Issued {
+#[derive(Serialize, ToSchema)]
+pub struct Issued {
     activation_id: String,
     token: String,
     expires_at: String,
 }
 
 /// An activation as an admin lists it.
-#[derive(Serialize)]
-struct ActivationView {
+#[derive(Serialize, ToSchema)]
+pub struct ActivationView {
     id: String,
     user: String,
     product: String,

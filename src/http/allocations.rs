@@ -3,25 +3,26 @@
 
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::wire::List;
 use super::{ApiError, AppState, Caller, Json, PageQuery};
 use crate::domain::{AllocationCounts, Member};
 
 /// Members by id or e-mail.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct Users {
     users: Vec<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct Transfer {
     from: String,
     to: String,
 }
 
 /// The pool's counts after a change.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct CountsView {
     allocated: u32,
     seats: u32,
@@ -39,8 +40,8 @@ impl From<AllocationCounts> for CountsView {
 }
 
 /// A member holding a seat.
-#[derive(Serialize)]
-struct AllocationView {
+#[derive(Serialize, ToSchema)]
+pub struct AllocationView {
     user: String,
     email: String,
 }

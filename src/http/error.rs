@@ -29,6 +29,9 @@ pub enum ApiError {
     /// Body over the limit.
     #[error("request body is larger than 64 KiB")]
     PayloadTooLarge,
+    /// A known path asked with a method it does not serve (the ones it does).
+    #[error("this path answers {0}")]
+    MethodNotAllowed(String),
     /// Well-formed but invalid input, caught before the domain.
     #[error("{field}: {message}")]
     Invalid { field: String, message: String },
@@ -61,6 +64,7 @@ impl ApiError {
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Invalid { field, .. } => {
                 extra.insert("field".into(), json!(field));
                 (StatusCode::UNPROCESSABLE_ENTITY, "invalid")

@@ -3,13 +3,14 @@
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::ToSchema;
 
 use super::wire::rfc3339;
 use super::{ApiError, AppState, Caller, Json};
 use crate::domain::project::Group;
 use crate::domain::TenantRole;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct NewGroup {
     name: String,
     #[serde(default)]
@@ -18,21 +19,21 @@ pub struct NewGroup {
     tenant_roles: Vec<TenantRole>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct GroupPatch {
     name: Option<String>,
     members: Option<Vec<String>>,
     tenant_roles: Option<Vec<TenantRole>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct Members {
     members: Vec<String>,
 }
 
 /// A group on the wire; `everyone` lists no members (it holds every one).
-#[derive(Serialize)]
-struct GroupView {
+#[derive(Serialize, ToSchema)]
+pub struct GroupView {
     id: String,
     name: String,
     builtin: bool,

@@ -2,22 +2,24 @@
 
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::wire::{opt_time, rfc3339, List};
 use super::{ApiError, AppState, Caller, Json, PageQuery};
 use crate::domain::{ApiKey, Scope, Timestamp};
 use crate::secrets::NewKey;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct CreateKey {
     name: String,
     scopes: Vec<Scope>,
     #[serde(default, deserialize_with = "opt_time")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     expires_at: Option<Timestamp>,
 }
 
 /// A key on the wire; `key` (the secret) only in the answer that created it.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct KeyView {
     id: String,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -15,6 +15,7 @@ mod pools;
 mod projects;
 mod reports;
 mod roles;
+mod routes;
 mod sessions;
 mod users;
 pub mod wire;
@@ -35,6 +36,7 @@ use tracing::Instrument;
 pub use auth::Caller;
 pub use body::{Filter, Json, PageQuery, BODY_LIMIT};
 pub use error::ApiError;
+pub use routes::openapi;
 
 use crate::actors::Directory;
 use crate::telemetry::metric;
@@ -64,165 +66,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::PathConfig::default()
                 .error_handler(|e, _| ApiError::BadRequest(format!("bad path: {e}")).into()),
         )
-        .route("/healthz", web::get().to(ops::healthz))
-        .route("/readyz", web::get().to(ops::readyz))
-        .route("/metrics", web::get().to(ops::metrics))
-        .route("/.well-known/jwks.json", web::get().to(ops::jwks))
-        // The runtime's hot routes come first: actix tries each pattern in order, a regex
-        // match each, here and again when the metrics look up the matched pattern. Last
-        // in the list, the authorization query spent a third of its CPU on routing.
-        .service(
-            web::resource("/v1/sessions")
-                .route(web::post().to(sessions::acquire))
-                .route(web::get().to(sessions::mine)),
-        )
-        .route(
-            "/v1/sessions/{id}/heartbeat",
-            web::post().to(sessions::heartbeat),
-        )
-        .route("/v1/sessions/{id}", web::delete().to(sessions::release))
-        .route("/v1/orgs/{org}/authz/check", web::get().to(projects::check))
-        .route("/v1/activations", web::post().to(activations::activate))
-        .route(
-            "/v1/activations/{id}/refresh",
-            web::post().to(activations::refresh),
-        )
-        .route(
-            "/v1/activations/{id}",
-            web::delete().to(activations::deactivate),
-        )
-        .route(
-            "/v1/orgs/{org}/activations",
-            web::get().to(activations::list),
-        )
-        .route(
-            "/v1/orgs/{org}/activations/{id}",
-            web::delete().to(activations::admin_deactivate),
-        )
-        .service(
-            web::resource("/v1/orgs")
-                .route(web::post().to(orgs::create))
-                .route(web::get().to(orgs::list)),
-        )
-        .service(
-            web::resource("/v1/orgs/{org}")
-                .route(web::get().to(orgs::get))
-                .route(web::delete().to(orgs::delete)),
-        )
-        .service(
-            web::resource("/v1/orgs/{org}/users")
-                .route(web::post().to(users::create))
-                .route(web::get().to(users::list)),
-        )
-        .service(
-            web::resource("/v1/orgs/{org}/users/{user}")
-                .route(web::get().to(users::get))
-                .route(web::patch().to(users::update))
-                .route(web::delete().to(users::delete)),
-        )
-        .service(
-            web::resource("/v1/orgs/{org}/users/{user}/api-keys")
-                .route(web::post().to(keys::create))
-                .route(web::get().to(keys::list)),
-        )
-        .route(
-            "/v1/orgs/{org}/api-keys/{id}",
-            web::delete().to(keys::revoke),
-        )
-        .service(
-            web::resource("/v1/orgs/{org}/pools")
-                .route(web::post().to(pools::create))
-                .route(web::get().to(pools::list)),
-        )
-        .service(
-            web::resource("/v1/orgs/{org}/pools/{pool}")
-                .route(web::get().to(pools::get))
-                .route(web::patch().to(pools::update))
-                .route(web::delete().to(pools::delete)),
-        )
-        .service(
-            web::resource("/v1/orgs/{org}/pools/{pool}/allocations")
-                .route(web::post().to(allocations::create))
-                .route(web::get().to(allocations::list)),
-        )
-        // Before `allocations/{user}`, which would take these names as a user.
-        .route(
-            "/v1/orgs/{org}/pools/{pool}/allocations/revoke",
-            web::post().to(allocations::revoke),
-        )
-        .route(
-            "/v1/orgs/{org}/pools/{pool}/allocations/transfer",
-            web::post().to(allocations::transfer),
-        )
-        .route(
-            "/v1/orgs/{org}/pools/{pool}/allocations/{user}",
-            web::delete().to(allocations::delete),
-        )
-        .service(
-            web::resource("/v1/orgs/{org}/groups")
-                .route(web::post().to(groups::create))
-                .route(web::get().to(groups::list)),
-        )
-        .service(
-            web::resource("/v1/orgs/{org}/groups/{group}")
-                .route(web::get().to(groups::get))
-                .route(web::patch().to(groups::update))
-                .route(web::delete().to(groups::delete)),
-        )
-        .route(
-            "/v1/orgs/{org}/groups/{group}/members",
-            web::put().to(groups::set_members),
-        )
-        .service(
-            web::resource("/v1/orgs/{org}/projects")
-                .route(web::post().to(projects::create))
-                .route(web::get().to(projects::list)),
-        )
-        .route(
-            "/v1/orgs/{org}/projects/{project}",
-            web::get().to(projects::get),
-        )
-        .service(
-            web::resource("/v1/orgs/{org}/projects/{project}/access")
-                .route(web::put().to(projects::assign))
-                .route(web::get().to(projects::access)),
-        )
-        // Before `access/{subject}`, which would take this name as a subject.
-        .route(
-            "/v1/orgs/{org}/projects/{project}/access/remove",
-            web::post().to(projects::unassign),
-        )
-        .service(
-            web::resource("/v1/orgs/{org}/projects/{project}/access/{subject}")
-                .route(web::get().to(projects::access_one))
-                .route(web::delete().to(projects::unassign_one)),
-        )
-        .route(
-            "/v1/orgs/{org}/projects/{project}/transfer-ownership",
-            web::post().to(projects::transfer),
-        )
-        .service(
-            web::resource("/v1/orgs/{org}/roles")
-                .route(web::post().to(roles::create))
-                .route(web::get().to(roles::list)),
-        )
-        .service(
-            web::resource("/v1/orgs/{org}/roles/{role}")
-                .route(web::get().to(roles::get))
-                .route(web::patch().to(roles::update))
-                .route(web::delete().to(roles::delete)),
-        )
-        .route(
-            "/v1/orgs/{org}/roles/{role}/clone",
-            web::post().to(roles::clone),
-        )
-        .route("/v1/orgs/{org}/usage", web::get().to(reports::usage))
-        .route("/v1/orgs/{org}/audit", web::get().to(reports::audit))
-        .route("/v1/orgs/{org}/sessions", web::get().to(sessions::list))
-        .route(
-            "/v1/orgs/{org}/sessions/{id}",
-            web::delete().to(sessions::end),
-        )
+        .configure(routes::register)
         .default_service(web::to(ops::not_found));
 }
 

@@ -1,4 +1,5 @@
-//! Unauthenticated operational routes: health, readiness, metrics, JWKS.
+//! Unauthenticated operational routes: health, readiness, metrics, JWKS, the API
+//! description.
 
 use actix_web::{web, HttpResponse};
 use serde_json::json;
@@ -26,6 +27,19 @@ pub async fn metrics() -> HttpResponse {
 /// The public keys that verify lease tokens.
 pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(state.signer.jwks())
+}
+
+/// The API description, generated from the route table once.
+pub async fn openapi() -> HttpResponse {
+    static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let body = DOCUMENT.get_or_init(|| {
+        super::routes::openapi()
+            .to_json()
+            .expect("the description serializes")
+    });
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(body.as_str())
 }
 
 /// Any path that matches no route.

@@ -3,20 +3,21 @@
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::ToSchema;
 
 use super::wire::{rfc3339, List};
 use super::{ApiError, AppState, Caller, Json, PageQuery};
 use crate::domain::{Action, OrgSummary, Page};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct CreateOrg {
     name: String,
     owner_email: String,
 }
 
 /// An organization as the operator sees it.
-#[derive(Serialize)]
-struct OrgView {
+#[derive(Serialize, ToSchema)]
+pub struct OrgView {
     id: String,
     name: String,
     owner: Option<serde_json::Value>,

@@ -2,12 +2,13 @@
 
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::wire::{opt_time, patch_time, rfc3339, List};
 use super::{ApiError, AppState, Caller, Filter, Json, PageQuery};
 use crate::domain::{PoolKind, PoolPatch, PoolSource, PoolSpec, PoolStatus, Timestamp};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct CreatePool {
     product: String,
     kind: PoolKind,
@@ -15,6 +16,7 @@ pub struct CreatePool {
     #[serde(default)]
     source: PoolSource,
     #[serde(default, deserialize_with = "opt_time")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     expires_at: Option<Timestamp>,
     #[serde(default)]
     includes: Vec<String>,
@@ -23,15 +25,17 @@ pub struct CreatePool {
     max_machines: Option<i64>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct UpdatePool {
     seats: Option<i64>,
+    /// A time, or `null` to make the pool perpetual.
     #[serde(default, deserialize_with = "patch_time")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     expires_at: Option<Option<Timestamp>>,
 }
 
 /// A pool on the wire, with its live sessions.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct PoolView {
     id: String,
     product: String,

@@ -1,6 +1,7 @@
 //! Projects, their access lists, and the authorization query.
 
 use std::collections::BTreeSet;
+use utoipa::ToSchema;
 
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
@@ -12,14 +13,14 @@ use crate::actors;
 use crate::domain::project::{Project, Subject};
 use crate::domain::{RoleId, Verdict};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct NewProject {
     name: String,
     product: String,
 }
 
 /// `{user | group, roles}`: one of `user` and `group`.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct Assign {
     user: Option<String>,
     group: Option<String>,
@@ -27,19 +28,19 @@ pub struct Assign {
     roles: Vec<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct Unassign {
     subjects: Vec<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct Transfer {
     to: String,
 }
 
 /// A project on the wire.
-#[derive(Serialize)]
-struct ProjectView {
+#[derive(Serialize, ToSchema)]
+pub struct ProjectView {
     id: String,
     name: String,
     product: String,
@@ -212,8 +213,8 @@ pub struct CheckQuery {
     permission: String,
 }
 
-#[derive(Serialize)]
-struct Answer<'a> {
+#[derive(Serialize, ToSchema)]
+pub struct Answer<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     permission: Option<&'a str>,
     allowed: bool,

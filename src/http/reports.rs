@@ -3,6 +3,7 @@
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::ToSchema;
 
 use super::wire::{rfc3339, List};
 use super::{ApiError, AppState, Caller};
@@ -10,8 +11,8 @@ use crate::actors::ActorError;
 use crate::domain::{Action, OrgId, PoolKind, Usage};
 use crate::store::audit::{Cursor, Logged};
 
-#[derive(Serialize)]
-struct PoolUsageView {
+#[derive(Serialize, ToSchema)]
+pub struct PoolUsageView {
     id: String,
     product: String,
     kind: PoolKind,
@@ -24,16 +25,16 @@ struct PoolUsageView {
     expired: bool,
 }
 
-#[derive(Serialize)]
-struct ProductUsageView {
+#[derive(Serialize, ToSchema)]
+pub struct ProductUsageView {
     product: String,
     seats: u32,
     allocated: u32,
     live: u32,
 }
 
-#[derive(Serialize)]
-struct UsageView {
+#[derive(Serialize, ToSchema)]
+pub struct UsageView {
     pools: Vec<PoolUsageView>,
     products: Vec<ProductUsageView>,
 }
@@ -84,8 +85,8 @@ pub struct AuditQuery {
     before: Option<String>,
 }
 
-#[derive(Serialize)]
-struct AuditView {
+#[derive(Serialize, ToSchema)]
+pub struct AuditView {
     id: String,
     at: String,
     actor: String,

@@ -1,6 +1,7 @@
 //! Project roles: `/v1/orgs/{org}/roles`, built-in and custom.
 
 use std::collections::BTreeMap;
+use utoipa::ToSchema;
 
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
@@ -12,7 +13,7 @@ use crate::domain::roles::{builtin_rights, CustomRole, BUILTIN, TEST_OBJECTS};
 use crate::domain::RoleSpec;
 
 /// A role as written on create (all of it) or PATCH (the fields named).
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct RoleBody {
     name: Option<String>,
     description: Option<String>,
@@ -31,15 +32,15 @@ impl From<RoleBody> for RoleSpec {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct CloneBody {
     name: String,
 }
 
 /// A role on the wire: its per-object verbs (read always on) and tasks, and every
 /// right it grants.
-#[derive(Serialize)]
-struct RoleView {
+#[derive(Serialize, ToSchema)]
+pub struct RoleView {
     id: String,
     name: String,
     description: String,

@@ -1,6 +1,7 @@
 //! Sessions: the runtime routes `/v1/sessions` and the admin ones under an org.
 
 use std::time::Duration;
+use utoipa::ToSchema;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
@@ -13,7 +14,7 @@ use crate::domain::pool::check_product;
 use crate::domain::{AcquireRequest, Lease, SessionFilter, SessionRow, Timestamp};
 use crate::tokens::{LeaseClaims, Signer, ISSUER};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct AcquireBody {
     product: String,
     fingerprint: Option<String>,
@@ -22,8 +23,8 @@ pub struct AcquireBody {
     meta: Option<serde_json::Value>,
 }
 
-#[derive(Serialize)]
-struct Granted<'a> {
+#[derive(Serialize, ToSchema)]
+pub struct Granted<'a> {
     session_id: &'a str,
     token: String,
     expires_at: String,
@@ -32,8 +33,8 @@ struct Granted<'a> {
     pool: &'a str,
 }
 
-#[derive(Serialize)]
-struct Renewed<'a> {
+#[derive(Serialize, ToSchema)]
+pub struct Renewed<'a> {
     session_id: &'a str,
     expires_at: String,
     token: String,
@@ -43,13 +44,15 @@ struct Renewed<'a> {
 /// heartbeat, or the reclaim window of a restart), to the second: the lease keeps no
 /// second timestamp, and its expiry is that time plus its ttl, rounded up to a whole
 /// second. Within a second of the acquire it is the acquire.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct SessionView {
     id: String,
     user: String,
     email: Option<String>,
+    #[schema(value_type = String)]
     product: std::sync::Arc<str>,
     pool: String,
+    #[schema(value_type = Option<String>)]
     fingerprint: Option<std::sync::Arc<str>>,
     acquired_at: String,
     last_heartbeat_at: String,

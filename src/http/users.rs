@@ -2,6 +2,7 @@
 
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::body::parse;
 use super::wire::{rfc3339, List};
@@ -9,7 +10,7 @@ use super::{ApiError, AppState, Caller, Filter, Json, PageQuery};
 use crate::domain::{Email, Member, Seat, TenantRole};
 
 /// One member to add.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct NewUser {
     email: String,
     name: Option<String>,
@@ -18,18 +19,18 @@ pub struct NewUser {
 }
 
 /// Many members at once, added all or none.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct NewUsers {
     users: Vec<NewUser>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct UpdateUser {
     tenant_roles: Vec<TenantRole>,
 }
 
 /// A member on the wire.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct UserView {
     id: String,
     email: String,
@@ -41,8 +42,8 @@ pub struct UserView {
     seats: Option<Vec<SeatView>>,
 }
 
-#[derive(Serialize)]
-struct SeatView {
+#[derive(Serialize, ToSchema)]
+pub struct SeatView {
     product: String,
     pool: String,
 }

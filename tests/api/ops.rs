@@ -307,3 +307,74 @@ async fn logs_name_each_change_and_request_and_never_a_secret() {
     assert_eq!(access["fields"]["status"], 201);
     assert_eq!(access["span"]["request_id"], acquire["span"]["request_id"]);
 }
+
+/// The served description and the router agree: every described method of every path
+/// is routed (never 405 nor the unknown-route 404), every other method of a described
+/// path answers 405 with `Allow` naming exactly the described ones, and the
+/// description leaves out only itself.
+#[tokio::test]
+async fn openapi_describes_exactly_what_is_routed() {
+    let app = crate::helpers::spawn_app().await;
+    let client = reqwest::Client::new();
+    let doc: serde_json::Value = client
+        .get(format!("{}/openapi.json", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = doc["paths"].as_object().unwrap();
+    assert!(paths.len() > 40, "{} paths", paths.len());
+    assert!(!paths.contains_key("/openapi.json"));
+    for (path, item) in paths {
+        let concrete = path
+            .split('/')
+            .map(|s| if s.starts_with('{') { "x" } else { s })
+            .collect::<Vec<_>>()
+            .join("/");
+        let described: Vec<String> = ["get", "post", "put", "patch", "delete"]
+            .into_iter()
+            .filter(|m| item.get(*m).is_some())
+            .map(str::to_uppercase)
+            .collect();
+        assert!(!described.is_empty(), "{path}");
+        for method in ["GET", "POST", "PUT", "PATCH", "DELETE"] {
+            let answer = client
+                .request(method.parse().unwrap(), format!("{}{concrete}", app.base))
+                .send()
+                .await
+                .unwrap();
+            let status = answer.status();
+            let allow = answer
+                .headers()
+                .get("allow")
+                .map(|v| v.to_str().unwrap().to_owned());
+            let body: serde_json::Value = answer.json().await.unwrap_or_default();
+            if described.iter().any(|m| m == method) {
+                assert_ne!(status, 405, "{method} {path} is described but not routed");
+                assert_ne!(body["message"], "route not found", "{method} {path}");
+                let op = &item[method.to_lowercase()];
+                let listed = op["responses"].as_object().unwrap();
+                assert!(
+                    listed.contains_key(status.as_str()),
+                    "{method} {path} answered {status}, not among {:?}",
+                    listed.keys().collect::<Vec<_>>()
+                );
+            } else {
+                assert_eq!(status, 405, "{method} {path}: {body}");
+                assert_eq!(body["error"], "method_not_allowed");
+                let mut allowed: Vec<String> = allow
+                    .unwrap_or_default()
+                    .split(", ")
+                    .map(str::to_owned)
+                    .collect();
+                allowed.sort();
+                let mut want = described.clone();
+                want.sort();
+                assert_eq!(allowed, want, "{path}");
+            }
+        }
+    }
+}
