@@ -1,6 +1,6 @@
 //! The `seatkeeper` command.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use std::io::Read;
@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use seatkeeper::client::run::{self, OnLeaseLost};
 use seatkeeper::client::{self, Expect, Kind};
 use seatkeeper::config::{Config, Overrides};
+use seatkeeper::store::backup::Backup;
 use seatkeeper::{telemetry, Application};
 
 // Many short-lived buffers cross threads on every request (worker → actor → writer);
@@ -41,6 +42,31 @@ enum Command {
         config: Option<PathBuf>,
         #[command(flatten)]
         overrides: Overrides,
+    },
+    /// Take a consistent backup of a running server (every organization, its audit log
+    /// and the token signing key) into DIR/seatkeeper.backup, checked before it is kept.
+    Backup {
+        /// The server's base URL.
+        #[arg(long, env = "SEATKEEPER_URL")]
+        server: String,
+        /// The operator token.
+        #[arg(long, env = "SEATKEEPER_OPERATOR_TOKEN", hide_env_values = true)]
+        operator_token: String,
+        /// The directory to write the backup into (created if missing; an existing
+        /// backup there is never overwritten).
+        #[arg(long, value_name = "DIR")]
+        to: PathBuf,
+    },
+    /// Write a new data directory from a backup (DIR/seatkeeper.backup, or the file
+    /// itself), then start the server on it with `seatkeeper serve`. The data directory
+    /// must not hold a store yet.
+    Restore {
+        /// The backup directory or file.
+        #[arg(long, value_name = "PATH")]
+        from: PathBuf,
+        /// The data directory to create.
+        #[arg(long, env = "SEATKEEPER_DATA_DIR", value_name = "DIR")]
+        data_dir: PathBuf,
     },
     /// Exit 0 if the server is ready (`GET /readyz` answers 200 within 3 s), else 1: a
     /// container health check that needs no curl. The server is found from --url, else
@@ -137,6 +163,12 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
+        Command::Backup {
+            server,
+            operator_token,
+            to,
+        } => backup(&server, &operator_token, &to),
+        Command::Restore { from, data_dir } => restore(&from, &data_dir),
         Command::Health {
             url,
             config,
@@ -312,6 +344,114 @@ fn health(url: &str) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The file a backup directory holds.
+const BACKUP_FILE: &str = "seatkeeper.backup";
+
+fn backup(server: &str, token: &str, to: &Path) -> ExitCode {
+    let fail = |why: String| {
+        eprintln!("seatkeeper backup: {why}");
+        ExitCode::FAILURE
+    };
+    if let Err(e) = client::check_server_url(server) {
+        return fail(e.to_string());
+    }
+    let url = format!("{}/v1/backup", server.trim_end_matches('/'));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let answer = runtime.block_on(async {
+        let r = reqwest::Client::new()
+            .get(&url)
+            .bearer_auth(token)
+            .send()
+            .await?;
+        let status = r.status();
+        Ok::<_, reqwest::Error>((status, r.bytes().await?))
+    });
+    let bytes = match answer {
+        Ok((status, bytes)) if status.is_success() => bytes,
+        Ok((status, body)) => {
+            return fail(format!(
+                "{url} answered {status}: {}",
+                String::from_utf8_lossy(&body)
+            ))
+        }
+        Err(e) => return fail(format!("{url}: {e}")),
+    };
+    let backup = match Backup::decode(&bytes) {
+        Ok(b) => b,
+        Err(e) => return fail(format!("the server's answer is not a whole backup: {e}")),
+    };
+    // SAFETY: umask only changes this process's file creation mask.
+    unsafe { libc::umask(0o077) };
+    let file = to.join(BACKUP_FILE);
+    let partial = to.join(format!("{BACKUP_FILE}.partial"));
+    let written = std::fs::create_dir_all(to)
+        .and_then(|()| {
+            let mut out = std::fs::File::create_new(&partial)?;
+            std::io::Write::write_all(&mut out, &bytes)?;
+            out.sync_all()
+        })
+        .and_then(|()| {
+            if file.exists() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    format!("{} exists; choose another directory", file.display()),
+                ));
+            }
+            std::fs::rename(&partial, &file)
+        });
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&partial);
+        return fail(format!("{}: {e}", to.display()));
+    }
+    println!(
+        "backup of {} organizations ({} audit entries, {} bytes) written to {}",
+        backup.snapshots.len(),
+        backup.audit.len(),
+        bytes.len(),
+        file.display()
+    );
+    ExitCode::SUCCESS
+}
+
+fn restore(from: &Path, data_dir: &Path) -> ExitCode {
+    let fail = |why: String| {
+        eprintln!("seatkeeper restore: {why}");
+        ExitCode::FAILURE
+    };
+    let file = if from.is_dir() {
+        from.join(BACKUP_FILE)
+    } else {
+        from.to_owned()
+    };
+    let backup = match std::fs::read(&file) {
+        Ok(bytes) => match Backup::decode(&bytes) {
+            Ok(b) => b,
+            Err(e) => return fail(format!("{}: {e}", file.display())),
+        },
+        Err(e) => return fail(format!("{}: {e}", file.display())),
+    };
+    // SAFETY: umask only changes this process's file creation mask; the data directory
+    // holds secrets, as the server keeps it.
+    unsafe { libc::umask(0o077) };
+    if let Err(e) = std::fs::create_dir_all(data_dir) {
+        return fail(format!("{}: {e}", data_dir.display()));
+    }
+    if let Err(e) = backup.restore(data_dir) {
+        return fail(e.to_string());
+    }
+    println!(
+        "restored {} organizations ({} audit entries) into {}; start it with: seatkeeper serve --data-dir {}",
+        backup.snapshots.len(),
+        backup.audit.len(),
+        data_dir.display(),
+        data_dir.display()
+    );
+    ExitCode::SUCCESS
 }
 
 fn serve(config: Config) -> ExitCode {

@@ -14,7 +14,8 @@ use crate::domain::{
     Scope, Scopes, Timestamp,
 };
 use crate::secrets::{self, mint_key};
-use crate::store::{Change, Durability, Recovered, Store};
+use crate::store::backup::Backup;
+use crate::store::{Change, Durability, Recovered, Store, StoreError};
 
 /// What authentication needs to know of a key, kept beside the actors.
 #[derive(Debug, Clone)]
@@ -255,6 +256,38 @@ impl Directory {
             "admin change"
         );
         Ok(())
+    }
+
+    /// A backup of every organization ([`Backup`]): each one's state as its actor has
+    /// it, then (once everything journaled before is durable, so the audit entries of
+    /// every change in those states are on disk) its audit log up to that state.
+    /// Changes acknowledged before this was called are all in it.
+    pub async fn backup(&self) -> Result<Vec<u8>, ActorError> {
+        let handles: Vec<OrgHandle> = self.orgs.iter().map(|e| e.value().clone()).collect();
+        let mut states = Vec::with_capacity(handles.len());
+        for handle in handles {
+            match handle.snapshot().await {
+                Ok(state) => states.push(state),
+                // Deleted meanwhile: not in the backup.
+                Err(ActorError::Domain(DomainError::NotFound { .. })) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.store.barrier().durable().await?;
+        let store = self.store.clone();
+        let encoded = actix_web::rt::task::spawn_blocking(move || {
+            let mut backup = Backup {
+                seed: store.signing_seed()?,
+                ..Backup::default()
+            };
+            for (state, seq) in states {
+                backup.audit.extend(store.audit_through(&state.id, seq)?);
+                let bytes = crate::store::snapshot::encode(&state, seq);
+                backup.snapshots.push((state.id.clone(), bytes));
+            }
+            Ok::<_, StoreError>(backup.encode())
+        });
+        Ok(encoded.await.map_err(|_| ActorError::Unavailable)??)
     }
 
     /// The number of organizations.

@@ -10,7 +10,9 @@ use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use super::org_actor::{AccessSlot, Acquire, AcquireReply, Close, Command, OrgActor, Query};
+use super::org_actor::{
+    AccessSlot, Acquire, AcquireReply, Close, Command, OrgActor, Query, TakeSnapshot,
+};
 use super::{ActorError, GoneProbe, Principal};
 use crate::domain::ids::mint;
 use crate::domain::project::{Group, Project, Subject};
@@ -19,7 +21,7 @@ use crate::domain::{
     AccessView, AcquireRequest, Acquired, Action, ActivateRequest, Activation, ActivationId,
     AllocationCounts, ApiKey, Applied, DomainError, Email, GroupId, Lease, Member, MemberId,
     OrgState, OrgSummary, Page, PoolId, PoolPatch, PoolSpec, PoolStatus, ProjectId, RoleId,
-    RoleSpec, Scope, Seat, SessionFilter, SessionRow, TenantRole, Timestamp, Usage,
+    RoleSpec, Scope, Seat, SessionFilter, SessionRow, Snapshot, TenantRole, Timestamp, Usage,
 };
 use crate::secrets::{mint_key, NewKey};
 use crate::store::Durability;
@@ -502,6 +504,11 @@ impl OrgHandle {
         let member = by.member.clone();
         self.query(move |s, _| Ok(s.own_sessions(&member, after.as_deref(), limit)))
             .await
+    }
+
+    /// The org's state now and the journal position it stands for.
+    pub(super) async fn snapshot(&self) -> Result<(Box<Snapshot>, u64), ActorError> {
+        self.send(TakeSnapshot).await
     }
 
     /// Stops the actor for good: see [`super::Directory::delete`]. Every change it

@@ -13,7 +13,7 @@ use super::{clock, ActorError, GoneProbe};
 use crate::domain::ids::mint;
 use crate::domain::{
     AccessView, AcquireRequest, Acquired, Actor as By, Applied, DomainError, Event, OrgState,
-    PoolId, SessionId, Timestamp, Turn, WaitLimits, Waiter,
+    PoolId, SessionId, Snapshot, Timestamp, Turn, WaitLimits, Waiter,
 };
 use crate::store::{Ack, Change, Durability, Store};
 use crate::telemetry::{self, figures, metric};
@@ -446,6 +446,22 @@ impl<R: Send + 'static> Handler<Query<R>> for OrgActor {
 
     fn handle(&mut self, msg: Query<R>, _ctx: &mut Self::Context) -> Self::Result {
         (msg.0)(&self.state, clock::now()).map_err(ActorError::from)
+    }
+}
+
+/// The state as of now and the journal position it stands for (a backup's): an O(1)
+/// clone of the persistent maps, encoded elsewhere.
+pub(super) struct TakeSnapshot;
+
+impl Message for TakeSnapshot {
+    type Result = (Box<Snapshot>, u64);
+}
+
+impl Handler<TakeSnapshot> for OrgActor {
+    type Result = MessageResult<TakeSnapshot>;
+
+    fn handle(&mut self, _: TakeSnapshot, _: &mut Self::Context) -> Self::Result {
+        MessageResult((Box::new(self.state.snapshot()), self.seq))
     }
 }
 

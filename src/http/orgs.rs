@@ -116,3 +116,19 @@ pub async fn delete(
     state.directory.delete(&org).await?;
     Ok(HttpResponse::NoContent().finish())
 }
+
+/// A consistent backup of every organization (operator only), as one file:
+/// `seatkeeper backup` fetches it and `seatkeeper restore` starts a data directory from
+/// it.
+pub async fn backup(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
+    operator_only(&caller, "only the operator token takes backups")?;
+    let bytes = state.directory.backup().await?;
+    tracing::info!(bytes = bytes.len(), actor = "operator", "backup taken");
+    Ok(HttpResponse::Ok()
+        .content_type("application/octet-stream")
+        .insert_header((
+            actix_web::http::header::CONTENT_DISPOSITION,
+            "attachment; filename=\"seatkeeper.backup\"",
+        ))
+        .body(bytes))
+}

@@ -238,6 +238,9 @@ pub fn endpoints() -> Vec<Endpoint> {
         at(delete.clone(), "/v1/orgs/{org}", orgs::delete)
             .doc("Delete an organization and everything it holds", Operator)
             .no_content("deleted"),
+        at(get.clone(), "/v1/backup", orgs::backup)
+            .doc("A consistent backup of every organization, one binary file (seatkeeper backup/restore)", Operator)
+            .text("application/octet-stream: the backup file"),
         at(post.clone(), "/v1/orgs/{org}/users", users::create)
             .doc("Add a member {email, name?, tenant_roles?}, or several {users: [...]} (all or none)", Admin)
             .body::<users::NewUser>()

@@ -33,6 +33,7 @@
 //! start with state silently missing.
 
 pub mod audit;
+pub mod backup;
 pub mod record;
 mod snapfiles;
 pub mod snapshot;
@@ -54,6 +55,9 @@ use writer::Op;
 /// sled's page cache. The actors hold all live state and the store is read only at
 /// start, so a large cache buys little and is resident memory beside the leases.
 const CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Where `meta` keeps the token signing key's seed.
+const SIGNING_KEY: &[u8] = b"signing_key";
 
 /// The trees the writer and recovery use.
 pub(crate) struct Trees {
@@ -109,6 +113,9 @@ pub enum StoreError {
         expected: u64,
         found: u64,
     },
+    /// A backup that cannot be read, or restored where asked.
+    #[error("backup: {0}")]
+    Backup(String),
 }
 
 /// How soon a change must be on disk before its caller hears that it is done.
@@ -350,9 +357,32 @@ impl Store {
         Ack(Some(rx))
     }
 
+    /// An organization's audit entries of events up to `seq`, as sled keys and values
+    /// (a backup's, beside the org's snapshot after event `seq`).
+    pub fn audit_through(&self, org: &OrgId, seq: u64) -> Result<Vec<backup::Raw>, StoreError> {
+        let prefix = journal_prefix(org);
+        let mut entries = Vec::new();
+        for kv in self.audit.scan_prefix(&prefix) {
+            let (key, value) = kv?;
+            let event = key
+                .get(prefix.len()..prefix.len() + 8)
+                .map(|b| u64::from_be_bytes(b.try_into().expect("8 bytes")));
+            match event {
+                Some(event) if event > seq => break,
+                Some(_) => entries.push((key.to_vec(), value.to_vec())),
+                None => {
+                    return Err(StoreError::Malformed {
+                        key: String::from_utf8_lossy(&key).into(),
+                    })
+                }
+            }
+        }
+        Ok(entries)
+    }
+
     /// The token signing key's seed, created and flushed on first use.
     pub fn signing_seed(&self) -> Result<[u8; 32], StoreError> {
-        const KEY: &[u8] = b"signing_key";
+        const KEY: &[u8] = SIGNING_KEY;
         if let Some(v) = self.meta.get(KEY)? {
             if let Ok(seed) = <[u8; 32]>::try_from(v.as_ref()) {
                 return Ok(seed);

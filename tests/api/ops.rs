@@ -378,3 +378,164 @@ async fn openapi_describes_exactly_what_is_routed() {
         }
     }
 }
+
+/// What a writer saw acknowledged, and when.
+enum Acked {
+    Member(String),
+    Lease(String),
+}
+
+/// `seatkeeper backup` while four writers add members and take leases, then
+/// `seatkeeper restore` into a new directory and a server started on it: every change
+/// acknowledged before the backup began is there (members, leases, their audit
+/// entries), the signing key too (the same JWKS), and the writers went on meanwhile.
+#[tokio::test]
+async fn a_backup_under_write_load_restores_every_change_acknowledged_before_it() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("a"));
+    let app = &server.app;
+    let org = Arc::new(app.create_org("backed-up").await);
+    app.floating_pool(&org, "kre", 100_000, 3600).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked: Arc<Mutex<Vec<(Instant, Acked)>>> = Arc::default();
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let (client, org) = (crate::helpers::TestApp::at(app.addr()), org.clone());
+        let (stop, acked) = (stop.clone(), acked.clone());
+        writers.push(tokio::spawn(async move {
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                let done = if i % 4 == 0 {
+                    let email = format!("w{w}-{i}@backup.io");
+                    let (status, body) = client
+                        .post(
+                            &format!("/v1/orgs/{}/users", org.id),
+                            &org.owner_key,
+                            serde_json::json!({"email": email}),
+                        )
+                        .await;
+                    assert_eq!(status, reqwest::StatusCode::CREATED, "{body}");
+                    Acked::Member(body["id"].as_str().unwrap().to_owned())
+                } else {
+                    let (status, body) = client
+                        .acquire(&org.owner_key, "kre", &format!("f{w}-{i}"))
+                        .await;
+                    assert_eq!(status, reqwest::StatusCode::CREATED, "{body}");
+                    Acked::Lease(body["session_id"].as_str().unwrap().to_owned())
+                };
+                acked.lock().unwrap().push((Instant::now(), done));
+            }
+        }));
+    }
+    let count = || acked.lock().unwrap().len();
+    crate::helpers::eventually("writers under way", Duration::from_secs(30), || async {
+        (count() >= 200).then_some(())
+    })
+    .await;
+
+    let began = Instant::now();
+    let target = dir.path().join("backup");
+    let (base, to) = (app.base.clone(), target.to_str().unwrap().to_owned());
+    let out = tokio::task::spawn_blocking(move || {
+        seatkeeper(
+            &["backup", "--server", &base, "--to", &to],
+            &[("SEATKEEPER_OPERATOR_TOKEN", OPERATOR)],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let at_backup = count();
+    crate::helpers::eventually(
+        "writers go on after the backup",
+        Duration::from_secs(30),
+        || async { (count() >= at_backup + 100).then_some(()) },
+    )
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.await.unwrap();
+    }
+    let jwks = app.jwks().await;
+    // A second backup into the same directory never replaces the first.
+    let again = seatkeeper(
+        &[
+            "backup",
+            "--server",
+            &app.base,
+            "--to",
+            target.to_str().unwrap(),
+        ],
+        &[("SEATKEEPER_OPERATOR_TOKEN", OPERATOR)],
+    );
+    assert!(!again.status.success(), "{again:?}");
+    server.kill_9();
+
+    let restored = dir.path().join("b");
+    let out = seatkeeper(
+        &[
+            "restore",
+            "--from",
+            target.to_str().unwrap(),
+            "--data-dir",
+            restored.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let out = seatkeeper(
+        &[
+            "restore",
+            "--from",
+            target.to_str().unwrap(),
+            "--data-dir",
+            restored.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(!out.status.success(), "a restore over a store: {out:?}");
+
+    let server = Server::start(&restored);
+    let app = &server.app;
+    assert_eq!(app.jwks().await, jwks, "the signing key came back");
+    let live: std::collections::HashSet<String> = (app.all_sessions(&org).await.iter())
+        .map(|s| s["id"].as_str().unwrap().to_owned())
+        .collect();
+    let members: std::collections::HashSet<String> = (app
+        .all(&format!("/v1/orgs/{}/users", org.id), &org.owner_key)
+        .await
+        .iter())
+    .map(|m| m["id"].as_str().unwrap().to_owned())
+    .collect();
+    let audited: std::collections::HashSet<String> = (app.audit(&org).await.iter())
+        .filter(|e| e["action"] == "member.added")
+        .map(|e| e["target"].as_str().unwrap().to_owned())
+        .collect();
+    let before: Vec<_> = acked
+        .lock()
+        .unwrap()
+        .drain(..)
+        .filter(|(at, _)| *at < began)
+        .collect();
+    assert!(before.len() >= 200);
+    for (_, change) in &before {
+        match change {
+            Acked::Lease(id) => assert!(
+                live.contains(id),
+                "lease {id} acknowledged before the backup is gone"
+            ),
+            Acked::Member(id) => {
+                assert!(
+                    members.contains(id),
+                    "member {id} acknowledged before the backup is gone"
+                );
+                assert!(audited.contains(id), "member {id}'s audit entry is gone");
+            }
+        }
+    }
+}
