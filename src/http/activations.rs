@@ -13,8 +13,11 @@ use crate::tokens::{ActivationClaims, Signer, ISSUER};
 
 #[derive(Deserialize, ToSchema)]
 pub struct ActivateBody {
+    /// The product to activate.
     product: String,
+    /// The machine: activating it again answers its existing activation (200).
     fingerprint: String,
+    /// Shown to admins.
     hostname: Option<String>,
 }
 

@@ -11,8 +11,11 @@ use crate::secrets::NewKey;
 
 #[derive(Deserialize, ToSchema)]
 pub struct CreateKey {
+    /// A label.
     name: String,
+    /// `sessions` (runtimes), `admin` (org routes), or both.
     scopes: Vec<Scope>,
+    /// When the key stops working; never by default.
     #[serde(default, deserialize_with = "opt_time")]
     #[schema(value_type = Option<String>, format = DateTime)]
     expires_at: Option<Timestamp>,

@@ -11,7 +11,9 @@ use crate::domain::{Action, OrgSummary, Page};
 
 #[derive(Deserialize, ToSchema)]
 pub struct CreateOrg {
+    /// The organization's name.
     name: String,
+    /// Its owner, created with a key (admin and sessions scopes) shown once.
     owner_email: String,
 }
 

@@ -10,23 +10,33 @@ use crate::domain::{PoolKind, PoolPatch, PoolSource, PoolSpec, PoolStatus, Times
 
 #[derive(Deserialize, ToSchema)]
 pub struct CreatePool {
+    /// The product whose seats the pool holds.
     product: String,
+    /// `named` (seats allocated to members) or `floating` (seats used by sessions).
     kind: PoolKind,
+    /// How many seats.
     seats: i64,
+    /// `purchased` (default) or `trial`.
     #[serde(default)]
     source: PoolSource,
+    /// When the pool stops granting (trials); none by default.
     #[serde(default, deserialize_with = "opt_time")]
     #[schema(value_type = Option<String>, format = DateTime)]
     expires_at: Option<Timestamp>,
+    /// Named pools only: products each seat also gives a seat of (a bundle).
     #[serde(default)]
     includes: Vec<String>,
+    /// Floating pools: the members (ids or e-mails) who may use it; everyone when absent.
     entitled: Option<Vec<String>>,
+    /// Lease time of its sessions, 1 s to 1 day (default 60).
     ttl_seconds: Option<i64>,
+    /// Named pools: active machines per member and product (default 2).
     max_machines: Option<i64>,
 }
 
 #[derive(Deserialize, ToSchema)]
 pub struct UpdatePool {
+    /// New seat count: not below the live sessions or the allocated seats.
     seats: Option<i64>,
     /// A time, or `null` to make the pool perpetual.
     #[serde(default, deserialize_with = "patch_time")]

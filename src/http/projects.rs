@@ -22,8 +22,11 @@ pub struct NewProject {
 /// `{user | group, roles}`: one of `user` and `group`.
 #[derive(Deserialize, ToSchema)]
 pub struct Assign {
+    /// A member (id or e-mail); give this or `group`.
     user: Option<String>,
+    /// A group id (or `everyone`); give this or `user`.
     group: Option<String>,
+    /// Role ids (built-in names or custom role ids); `[]` means read_only.
     #[serde(default)]
     roles: Vec<String>,
 }

@@ -162,11 +162,10 @@ pub fn endpoints() -> Vec<Endpoint> {
     vec![
         at(get.clone(), "/healthz", ops::healthz)
             .doc("Liveness: the process answers", Public)
-            .text("`ok`"),
+            .text("`{\"status\": \"ok\"}`"),
         at(get.clone(), "/readyz", ops::readyz)
-            .doc("Readiness: the store is recovered and the server serves", Public)
-            .text("`ready`")
-            .error(503, "not ready"),
+            .doc("Readiness: the store is recovered and the server serves (it listens only then)", Public)
+            .text("`{\"status\": \"ready\", \"organizations\": N}`"),
         at(get.clone(), "/metrics", ops::metrics)
             .doc("Prometheus metrics (text exposition format)", Public)
             .text("the exposition"),

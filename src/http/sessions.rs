@@ -16,27 +16,41 @@ use crate::tokens::{LeaseClaims, Signer, ISSUER};
 
 #[derive(Deserialize, ToSchema)]
 pub struct AcquireBody {
+    /// The product to hold a seat of.
     product: String,
+    /// The machine (1-256 characters): the same member, product and fingerprint get their live lease back (200) rather than a second seat.
     fingerprint: Option<String>,
+    /// Queue up to this long for a seat when every one is taken (0 to sessions.max_wait_seconds).
     wait_seconds: Option<i64>,
+    /// Lease time, 1 s up to the pool's ttl_seconds (the default).
     ttl_seconds: Option<i64>,
+    /// A flat JSON object (string, number, boolean or null values), at most 1 KiB, kept with the lease.
     meta: Option<serde_json::Value>,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct Granted<'a> {
+    /// The lease's id.
     session_id: &'a str,
+    /// An EdDSA JWT (iss, sub, org, product, sid, fp, iat, exp), verifiable with the JWKS.
     token: String,
+    /// When the lease ends unless heartbeated (whole seconds, RFC 3339).
     expires_at: String,
+    /// How often to heartbeat: a third of the lease time.
     heartbeat_interval_seconds: u32,
+    /// The product.
     product: &'a str,
+    /// The pool the seat came from.
     pool: &'a str,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct Renewed<'a> {
+    /// The lease's id.
     session_id: &'a str,
+    /// The new expiry.
     expires_at: String,
+    /// A token with the new expiry.
     token: String,
 }
 

@@ -12,8 +12,11 @@ use crate::domain::{Email, Member, Seat, TenantRole};
 /// One member to add.
 #[derive(Deserialize, ToSchema)]
 pub struct NewUser {
+    /// The member's e-mail, unique in the organization.
     email: String,
+    /// A display name.
     name: Option<String>,
+    /// Tenant roles: `administrator`, `project_creator` (the owner is made by transfer).
     #[serde(default)]
     tenant_roles: Vec<TenantRole>,
 }

@@ -4,6 +4,7 @@
 mod admin;
 mod client;
 mod crash;
+mod docs;
 mod errors;
 mod hardening;
 mod helpers;
