@@ -539,3 +539,38 @@ async fn a_backup_under_write_load_restores_every_change_acknowledged_before_it(
         }
     }
 }
+
+/// The README's walk-through is `scripts/walkthrough.sh`, verbatim, and the script runs
+/// against the real server from another directory, every status as it expects.
+#[test]
+fn the_walkthrough_runs_against_a_real_server() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let script = std::fs::read_to_string(root.join("scripts/walkthrough.sh")).unwrap();
+    let steps = script
+        .split("# --- walk-through ---\n")
+        .nth(1)
+        .expect("the marker");
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    assert!(
+        readme.contains(&format!("```sh\n{steps}```")),
+        "the README's walk-through differs from scripts/walkthrough.sh"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let out = Command::new("bash")
+        .arg(root.join("scripts/walkthrough.sh"))
+        .current_dir(dir.path())
+        .env("B", &server.app.base)
+        .env("OP", OPERATOR)
+        .output()
+        .expect("run the walk-through");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{printed}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(printed.contains("POST /v1/sessions → 409"), "{printed}");
+    assert!(printed.contains("\"allowed\":true"), "{printed}");
+}
