@@ -127,6 +127,16 @@ impl Backup {
                 dir.display()
             )));
         }
+        // Marks the directory unfinished until everything is durable: the store refuses
+        // to open one a crash left half restored (see [`check_restored`]).
+        let marker = dir.join(RESTORING);
+        let io = |what: &str, e: std::io::Error| StoreError::Io {
+            what: format!("{what} {}", marker.display()),
+            source: e,
+        };
+        std::fs::File::create(&marker)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| io("create", e))?;
         let db = sled::Config::new().path(&store).open()?;
         db.open_tree("meta")?
             .insert(super::SIGNING_KEY, &self.seed[..])?;
@@ -139,8 +149,26 @@ impl Backup {
             snapfiles::write(&snapshots, org, bytes)?;
         }
         db.flush()?;
-        Ok(())
+        drop(db);
+        std::fs::remove_file(&marker).map_err(|e| io("remove", e))?;
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io("sync the directory of", e))
     }
+}
+
+/// Present while a restore is writing a data directory.
+const RESTORING: &str = "RESTORING";
+
+/// Refuses a data directory a restore did not finish.
+pub fn check_restored(dir: &Path) -> Result<(), StoreError> {
+    if dir.join(RESTORING).exists() {
+        return Err(StoreError::Backup(format!(
+            "{} holds an unfinished restore; restore again into an empty directory",
+            dir.display()
+        )));
+    }
+    Ok(())
 }
 
 fn put(out: &mut Vec<u8>, bytes: &[u8], long: bool) {

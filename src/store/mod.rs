@@ -217,6 +217,7 @@ impl Store {
 
     /// [`Store::open`] with faults injected into the writer (tests of crash ordering).
     pub fn open_with(dir: &Path, faults: Faults) -> Result<(Store, Vec<Recovered>), StoreError> {
+        backup::check_restored(dir)?;
         let db = sled::Config::new()
             .path(dir.join("store"))
             // Durability comes from the writer's explicit flush before each acknowledgement.

@@ -574,3 +574,21 @@ fn the_walkthrough_runs_against_a_real_server() {
     assert!(printed.contains("POST /v1/sessions → 409"), "{printed}");
     assert!(printed.contains("\"allowed\":true"), "{printed}");
 }
+
+/// A restore that did not finish (its marker left behind, as a crash mid-restore
+/// leaves it) is refused at start rather than served with organizations missing.
+#[test]
+fn an_unfinished_restore_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("RESTORING"), b"").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_seatkeeper"))
+        .arg("serve")
+        .env("SEATKEEPER_BIND", "127.0.0.1:0")
+        .env("SEATKEEPER_DATA_DIR", dir.path())
+        .env("SEATKEEPER_OPERATOR_TOKEN", OPERATOR)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("unfinished restore"), "{said}");
+}
