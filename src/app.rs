@@ -91,11 +91,13 @@ impl Application {
             max_wait_seconds: config.sessions.max_wait_seconds,
             access_log: config.access_log,
         });
+        let tls = crate::tls::server_config(&config.tls)?;
         let listener =
             TcpListener::bind(&config.bind).map_err(io(format!("bind {}", config.bind)))?;
         let addr = listener
             .local_addr()
             .map_err(io("listener address".into()))?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let server = HttpServer::new(move || {
             state.directory.adopt_worker();
             App::new()
@@ -105,11 +107,14 @@ impl Application {
                 .configure(http::configure)
         })
         .workers(config.http_workers())
-        .on_connect(http::peer::on_connect)
-        .listen(listener)
+        .on_connect(http::peer::on_connect);
+        let server = match tls {
+            Some(tls) => server.listen_rustls_0_23(listener, tls),
+            None => server.listen(listener),
+        }
         .map_err(io(format!("listen on {addr}")))?
         .run();
-        tracing::info!("listening on http://{addr}");
+        tracing::info!("listening on {scheme}://{addr}");
         Ok(Application {
             addr,
             server,

@@ -38,6 +38,18 @@ pub struct Config {
     pub store: StoreConfig,
     /// Metrics settings.
     pub metrics: MetricsConfig,
+    /// TLS settings; plain HTTP unless both paths are set.
+    #[serde(default)]
+    pub tls: TlsConfig,
+}
+
+/// TLS settings: PEM files read at start.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct TlsConfig {
+    /// The certificate chain, leaf first.
+    pub cert: Option<PathBuf>,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: Option<PathBuf>,
 }
 
 /// Metrics settings.
@@ -197,6 +209,20 @@ pub struct Overrides {
     #[arg(long, env = "SEATKEEPER_METRICS__MAX_POOL_SERIES", value_name = "N",
         help = described("Pools that get gauges of their own at /metrics (labelled org, pool, product); the rest count only in the totals", "metrics.max_pool_series"))]
     metrics_max_pool_series: Option<usize>,
+    #[arg(
+        long,
+        env = "SEATKEEPER_TLS__CERT",
+        value_name = "PEM",
+        help = "Certificate chain (PEM, leaf first) to serve HTTPS with; needs --tls-key [default: unset: plain HTTP]"
+    )]
+    tls_cert: Option<PathBuf>,
+    #[arg(
+        long,
+        env = "SEATKEEPER_TLS__KEY",
+        value_name = "PEM",
+        help = "Private key (PEM: PKCS#8, PKCS#1 or SEC1) of --tls-cert [default: unset: plain HTTP]"
+    )]
+    tls_key: Option<PathBuf>,
 }
 
 impl Overrides {
@@ -242,7 +268,9 @@ impl Overrides {
             "store.audit_retention_days",
             &self.store_audit_retention_days,
         );
-        set(f, "metrics.max_pool_series", &self.metrics_max_pool_series)
+        let f = set(f, "metrics.max_pool_series", &self.metrics_max_pool_series);
+        let f = set(f, "tls.cert", &self.tls_cert);
+        set(f, "tls.key", &self.tls_key)
     }
 }
 
@@ -279,7 +307,10 @@ mod tests {
             }
         }
         let mut config = Config::defaults();
+        // Keys unset by default are left out of the TOML: set them so they are walked.
         config.operator_token = Some("x".repeat(32));
+        config.tls.cert = Some("cert.pem".into());
+        config.tls.key = Some("key.pem".into());
         let table: toml::Table = toml::from_str(&toml::to_string(&config).unwrap()).unwrap();
         let mut all = Vec::new();
         keys("", &table, &mut all);

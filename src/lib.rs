@@ -25,6 +25,8 @@ pub mod store;
 #[cfg(feature = "server")]
 pub mod telemetry;
 #[cfg(feature = "server")]
+pub mod tls;
+#[cfg(feature = "server")]
 pub mod tokens;
 
 #[cfg(feature = "server")]

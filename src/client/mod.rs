@@ -11,25 +11,22 @@ pub use runtime::{AcquireOptions, Client, ClientError, Lease, Renewed, Verdict};
 
 pub use verify::{verify, Claims, Expect, Kind, VerifyError};
 
-/// Refuses a server URL this build cannot speak to: no TLS stack is built in, and an
-/// `https://` URL would otherwise fail as "unreachable".
+/// Refuses a server URL this build cannot speak to, rather than failing later as
+/// "unreachable": `https://` needs the `tls` feature.
 pub fn check_server_url(url: &str) -> Result<(), String> {
-    if url.starts_with("http://") {
+    if url.starts_with("http://") || (cfg!(feature = "tls") && url.starts_with("https://")) {
         Ok(())
     } else if url.starts_with("https://") {
-        Err(format!("{url}: https is not built in; reach the server over http:// (loopback or a trusted network)"))
+        Err(format!("{url}: this build has no TLS (the `tls` feature); reach the server over http:// (loopback or a trusted network)"))
     } else {
-        Err(format!("{url}: not an http:// URL"))
+        Err(format!("{url}: not an http:// or https:// URL"))
     }
 }
 
-/// The server's public keys, from a JWKS file or an `http://` URL serving one.
+/// The server's public keys, from a JWKS file or a URL serving one.
 pub fn load_jwks(source: &str) -> Result<jsonwebtoken::jwk::JwkSet, String> {
-    let text = if source.starts_with("https://") {
-        return Err(format!(
-            "{source}: https is not built in; fetch the JWKS (curl -o jwks.json …) and pass the file"
-        ));
-    } else if source.starts_with("http://") {
+    let text = if source.starts_with("http://") || source.starts_with("https://") {
+        check_server_url(source)?;
         fetch(source)?
     } else {
         std::fs::read_to_string(source).map_err(|e| format!("cannot read {source}: {e}"))?

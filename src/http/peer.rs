@@ -4,6 +4,7 @@
 //! (actix/actix-web#1313), so a queued acquire cannot learn from its own future that
 //! the caller gave up. Instead each connection records its socket, and a request that
 //! queues keeps a duplicate of it to peek at: end of stream or an error means gone.
+//! Under TLS the peek sees encrypted bytes, which is enough: only end of stream counts.
 //! A client that half-closes its side after sending counts as gone too; HTTP clients
 //! that wait for an answer do not do that.
 
@@ -21,9 +22,14 @@ use crate::actors::GoneProbe;
 #[derive(Clone, Copy)]
 struct Socket(RawFd);
 
-/// Records each TCP connection's socket (an `on_connect` hook).
+/// Records each TCP connection's socket, under TLS or not (an `on_connect` hook).
 pub(crate) fn on_connect(conn: &dyn Any, ext: &mut Extensions) {
-    if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
+    type Tcp = actix_web::rt::net::TcpStream;
+    let tcp = conn.downcast_ref::<Tcp>().or_else(|| {
+        conn.downcast_ref::<actix_tls::accept::rustls_0_23::TlsStream<Tcp>>()
+            .map(|tls| tls.get_ref().0)
+    });
+    if let Some(tcp) = tcp {
         ext.insert(Socket(tcp.as_raw_fd()));
     }
 }

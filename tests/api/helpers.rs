@@ -84,6 +84,15 @@ impl TestApp {
         }
     }
 
+    /// A test app at `base` (`https://…`), spoken to through `client`.
+    pub fn with_client(base: String, client: reqwest::Client) -> TestApp {
+        TestApp {
+            base,
+            client,
+            _dir: None,
+        }
+    }
+
     /// Sends a request with an optional bearer and JSON body; answers status and JSON.
     pub async fn call(
         &self,
@@ -242,7 +251,8 @@ impl TestApp {
 
     /// The address the app listens on, `host:port`.
     pub fn addr(&self) -> &str {
-        self.base.trim_start_matches("http://")
+        let base = self.base.trim_start_matches("https://");
+        base.trim_start_matches("http://")
     }
 
     /// Adds a member and gives them a key with `scopes`; answers (member id, key).

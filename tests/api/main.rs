@@ -13,3 +13,4 @@ mod projects;
 mod routes;
 mod seats;
 mod sessions;
+mod tls;

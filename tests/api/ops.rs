@@ -6,7 +6,7 @@ use std::process::{Command, Output};
 use crate::crash::Server;
 use crate::helpers::OPERATOR;
 
-fn seatkeeper(args: &[&str], env: &[(&str, &str)]) -> Output {
+pub(crate) fn seatkeeper(args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_seatkeeper"))
         .args(args)
         .env_remove("SEATKEEPER_URL")
@@ -170,7 +170,7 @@ async fn prometheus_scrapes_the_series_a_dashboard_reads() {
 }
 
 /// A child process killed when the test ends, whether it passes or not.
-struct Child(std::process::Child);
+pub(crate) struct Child(pub std::process::Child);
 
 impl Drop for Child {
     fn drop(&mut self) {
