@@ -42,6 +42,8 @@ pub enum StartError {
 pub struct Application {
     addr: SocketAddr,
     server: Server,
+    /// The listener of `metrics.bind`, if set.
+    metrics: Option<Server>,
     store: Store,
 }
 
@@ -56,6 +58,8 @@ impl Application {
         let figures = crate::telemetry::figures();
         (figures.pool_series_limit).store(config.metrics.max_pool_series, Ordering::Relaxed);
         secure_data_dir(&config.data_dir)?;
+        // Before anything is written into it, such as a generated operator token.
+        crate::store::backup::check_restored(&config.data_dir)?;
         raise_open_file_limit();
         let operator_token = operator_token(&config)?;
         let started = std::time::Instant::now();
@@ -90,8 +94,13 @@ impl Application {
             operator_hash: secrets::hash(&operator_token),
             max_wait_seconds: config.sessions.max_wait_seconds,
             access_log: config.access_log,
+            metrics_elsewhere: config.metrics.bind.is_some(),
         });
         let tls = crate::tls::server_config(&config.tls)?;
+        let metrics = match &config.metrics.bind {
+            Some(bind) => Some(metrics_server(bind)?),
+            None => None,
+        };
         let listener =
             TcpListener::bind(&config.bind).map_err(io(format!("bind {}", config.bind)))?;
         let addr = listener
@@ -118,6 +127,7 @@ impl Application {
         Ok(Application {
             addr,
             server,
+            metrics,
             store,
         })
     }
@@ -130,10 +140,18 @@ impl Application {
     /// Serves until SIGTERM/SIGINT (or a stop through the server handle), lets requests
     /// in flight finish, then flushes the store.
     pub async fn run_until_stopped(self) -> Result<(), StartError> {
+        let metrics = self.metrics.map(|server| {
+            let handle = server.handle();
+            actix_web::rt::spawn(server);
+            handle
+        });
         self.server.await.map_err(|source| StartError::Io {
             what: "serve".into(),
             source,
         })?;
+        if let Some(metrics) = metrics {
+            metrics.stop(true).await;
+        }
         self.store.close().await?;
         tracing::info!("stopped; store flushed");
         Ok(())
@@ -143,6 +161,24 @@ impl Application {
     pub fn handle(&self) -> actix_web::dev::ServerHandle {
         self.server.handle()
     }
+}
+
+/// The listener of `metrics.bind`: `/metrics` alone, on one worker, stopped with the
+/// API's listener rather than by signals of its own.
+fn metrics_server(bind: &str) -> Result<Server, StartError> {
+    let io = |what: String| move |source| StartError::Io { what, source };
+    let listener = TcpListener::bind(bind).map_err(io(format!("bind metrics.bind {bind}")))?;
+    let addr = listener
+        .local_addr()
+        .map_err(io("metrics listener address".into()))?;
+    let server = HttpServer::new(|| App::new().configure(http::configure_metrics_only))
+        .workers(1)
+        .disable_signals()
+        .listen(listener)
+        .map_err(io(format!("listen on {addr}")))?
+        .run();
+    tracing::info!("serving /metrics alone on http://{addr}");
+    Ok(server)
 }
 
 /// Raises the soft limit on open files to the hard one: every connection holds a

@@ -57,6 +57,9 @@ pub struct TlsConfig {
 pub struct MetricsConfig {
     /// Pools that get gauges of their own (labelled org, pool, product).
     pub max_pool_series: usize,
+    /// A listener of its own for `/metrics` (which the API's then does not serve).
+    #[serde(default)]
+    pub bind: Option<String>,
 }
 
 /// How log lines are written.
@@ -207,8 +210,15 @@ pub struct Overrides {
         help = described("Days an audit entry is kept; 0 keeps them forever", "store.audit_retention_days"))]
     store_audit_retention_days: Option<u64>,
     #[arg(long, env = "SEATKEEPER_METRICS__MAX_POOL_SERIES", value_name = "N",
-        help = described("Pools that get gauges of their own at /metrics (labelled org, pool, product); the rest count only in the totals", "metrics.max_pool_series"))]
+        help = described("Pools that get gauges of their own at /metrics (labelled org, pool, product); the rest only in seatkeeper_pools_without_series and the lease total", "metrics.max_pool_series"))]
     metrics_max_pool_series: Option<usize>,
+    #[arg(
+        long,
+        env = "SEATKEEPER_METRICS__BIND",
+        value_name = "HOST:PORT",
+        help = "Serve /metrics on this address alone (plain HTTP), not on the API's [default: unset: /metrics on the API's listener]"
+    )]
+    metrics_bind: Option<String>,
     #[arg(
         long,
         env = "SEATKEEPER_TLS__CERT",
@@ -269,6 +279,7 @@ impl Overrides {
             &self.store_audit_retention_days,
         );
         let f = set(f, "metrics.max_pool_series", &self.metrics_max_pool_series);
+        let f = set(f, "metrics.bind", &self.metrics_bind);
         let f = set(f, "tls.cert", &self.tls_cert);
         set(f, "tls.key", &self.tls_key)
     }
@@ -311,6 +322,7 @@ mod tests {
         config.operator_token = Some("x".repeat(32));
         config.tls.cert = Some("cert.pem".into());
         config.tls.key = Some("key.pem".into());
+        config.metrics.bind = Some("127.0.0.1:9090".into());
         let table: toml::Table = toml::from_str(&toml::to_string(&config).unwrap()).unwrap();
         let mut all = Vec::new();
         keys("", &table, &mut all);

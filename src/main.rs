@@ -49,7 +49,7 @@ enum Command {
         /// The server's base URL.
         #[arg(long, env = "SEATKEEPER_URL")]
         server: String,
-        /// The operator token.
+        /// The operator token (prefer the variable: `ps` shows flags).
         #[arg(long, env = "SEATKEEPER_OPERATOR_TOKEN", hide_env_values = true)]
         operator_token: String,
         /// The directory to write the backup into (created if missing; an existing
@@ -59,7 +59,7 @@ enum Command {
     },
     /// Write a new data directory from a backup (DIR/seatkeeper.backup, or the file
     /// itself), then start the server on it with `seatkeeper serve`. The data directory
-    /// must not hold a store yet.
+    /// must be empty (an `operator_token` may be there).
     Restore {
         /// The backup directory or file.
         #[arg(long, value_name = "PATH")]
@@ -400,24 +400,31 @@ fn backup(server: &str, token: &str, to: &Path) -> ExitCode {
     // SAFETY: umask only changes this process's file creation mask.
     unsafe { libc::umask(0o077) };
     let file = to.join(BACKUP_FILE);
-    let partial = to.join(format!("{BACKUP_FILE}.partial"));
+    // This run's own partial file: another run's is never touched. Linked to its final
+    // name, which fails if that exists, so a backup is never replaced, even by a race.
+    let partial = to.join(format!("{BACKUP_FILE}.{}.partial", std::process::id()));
+    let mut created = false;
     let written = std::fs::create_dir_all(to)
         .and_then(|()| {
             let mut out = std::fs::File::create_new(&partial)?;
+            created = true;
             std::io::Write::write_all(&mut out, &bytes)?;
             out.sync_all()
         })
         .and_then(|()| {
-            if file.exists() {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::AlreadyExists,
+            std::fs::hard_link(&partial, &file).map_err(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => std::io::Error::new(
+                    e.kind(),
                     format!("{} exists; choose another directory", file.display()),
-                ));
-            }
-            std::fs::rename(&partial, &file)
-        });
-    if let Err(e) = written {
+                ),
+                _ => e,
+            })
+        })
+        .and_then(|()| std::fs::File::open(to)?.sync_all());
+    if created {
         let _ = std::fs::remove_file(&partial);
+    }
+    if let Err(e) = written {
         return fail(format!("{}: {e}", to.display()));
     }
     println!(

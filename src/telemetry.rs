@@ -106,11 +106,11 @@ impl Outcome {
 /// pool's series goes away) must be set again regularly.
 pub struct Figures {
     /// Live leases, all organizations.
-    pub leases: AtomicI64,
+    pub leases: Padded<AtomicI64>,
     /// Organizations served.
     pub orgs: AtomicI64,
     /// Messages sent to org actors and not yet answered.
-    pub mailbox: AtomicI64,
+    pub mailbox: Padded<AtomicI64>,
     /// Pools that have a series of their own.
     pub labelled_pools: AtomicUsize,
     /// Pools refused one by the limit.
@@ -121,12 +121,24 @@ pub struct Figures {
     pub recovery_micros: AtomicU64,
 }
 
+/// A value on a cache line (pair) of its own: the figures changed on every request do
+/// not make the cores fight over the line the others share.
+#[repr(align(128))]
+pub struct Padded<T>(pub T);
+
+impl<T> std::ops::Deref for Padded<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
 /// The process's figures.
 pub fn figures() -> &'static Figures {
     static FIGURES: Figures = Figures {
-        leases: AtomicI64::new(0),
+        leases: Padded(AtomicI64::new(0)),
         orgs: AtomicI64::new(0),
-        mailbox: AtomicI64::new(0),
+        mailbox: Padded(AtomicI64::new(0)),
         labelled_pools: AtomicUsize::new(0),
         unlabelled_pools: AtomicI64::new(0),
         pool_series_limit: AtomicUsize::new(1000),
@@ -138,17 +150,29 @@ pub fn figures() -> &'static Figures {
 impl Figures {
     /// Takes a place for one pool's series; false once the limit is reached.
     pub fn admit_pool(&self) -> bool {
-        let limit = self.pool_series_limit.load(Ordering::Relaxed);
-        let admitted = self
-            .labelled_pools
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                (n < limit).then_some(n + 1)
-            })
-            .is_ok();
+        let admitted = self.take_place();
         if !admitted {
             self.unlabelled_pools.fetch_add(1, Ordering::Relaxed);
         }
         admitted
+    }
+
+    /// Tries again for a pool refused a place; true if it has one now.
+    pub fn readmit_pool(&self) -> bool {
+        let admitted = self.take_place();
+        if admitted {
+            self.unlabelled_pools.fetch_sub(1, Ordering::Relaxed);
+        }
+        admitted
+    }
+
+    fn take_place(&self) -> bool {
+        let limit = self.pool_series_limit.load(Ordering::Relaxed);
+        self.labelled_pools
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < limit).then_some(n + 1)
+            })
+            .is_ok()
     }
 
     /// Gives back a pool's place (`labelled`: whether it had one).

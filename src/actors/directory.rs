@@ -275,19 +275,33 @@ impl Directory {
         }
         self.store.barrier().durable().await?;
         let store = self.store.clone();
+        let read = actix_web::rt::task::spawn_blocking(move || {
+            let seed = store.signing_seed()?;
+            let mut orgs = Vec::with_capacity(states.len());
+            for (state, seq) in states {
+                let audit = store.audit_through(&state.id, seq)?;
+                orgs.push((state, seq, audit));
+            }
+            Ok::<_, StoreError>((seed, orgs))
+        });
+        let (seed, mut orgs) = read.await.map_err(|_| ActorError::Unavailable)??;
+        // An org deleted meanwhile may have been purged while its audit log was read.
+        // A delete takes the org out of the directory before its purge begins, so one
+        // still here now was read whole.
+        orgs.retain(|(state, _, _)| self.orgs.contains_key(&state.id));
         let encoded = actix_web::rt::task::spawn_blocking(move || {
             let mut backup = Backup {
-                seed: store.signing_seed()?,
+                seed,
                 ..Backup::default()
             };
-            for (state, seq) in states {
-                backup.audit.extend(store.audit_through(&state.id, seq)?);
+            for (state, seq, audit) in orgs {
+                backup.audit.extend(audit);
                 let bytes = crate::store::snapshot::encode(&state, seq);
                 backup.snapshots.push((state.id.clone(), bytes));
             }
-            Ok::<_, StoreError>(backup.encode())
+            backup.encode()
         });
-        Ok(encoded.await.map_err(|_| ActorError::Unavailable)??)
+        encoded.await.map_err(|_| ActorError::Unavailable)
     }
 
     /// The number of organizations.

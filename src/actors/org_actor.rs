@@ -308,11 +308,14 @@ impl OrgActor {
         let mut present = HashSet::new();
         for f in self.state.pool_figures() {
             present.insert(f.id);
-            let labelled = *(self.pool_series)
+            let labelled = (self.pool_series)
                 .entry(f.id.clone())
                 .or_insert_with(|| figures().admit_pool());
-            if !labelled {
-                continue;
+            if !*labelled {
+                *labelled = figures().readmit_pool();
+                if !*labelled {
+                    continue;
+                }
             }
             let labels = [
                 ("org", org.to_owned()),

@@ -53,6 +53,14 @@ pub struct AppState {
     pub max_wait_seconds: u64,
     /// Whether every request is logged.
     pub access_log: bool,
+    /// Whether `/metrics` is served on a listener of its own (`metrics.bind`) instead.
+    pub metrics_elsewhere: bool,
+}
+
+/// The routes of the `metrics.bind` listener: `/metrics`, and 404 for anything else.
+pub fn configure_metrics_only(cfg: &mut web::ServiceConfig) {
+    cfg.route("/metrics", web::get().to(ops::exposition))
+        .default_service(web::to(ops::not_found));
 }
 
 /// Registers every route, the body limit and the JSON error handlers.
@@ -129,7 +137,7 @@ pub async fn trace_request(
     let logged = req
         .app_data::<web::Data<AppState>>()
         .is_some_and(|s| s.access_log)
-        .then(|| (req.method().clone(), req.path().to_owned(), Instant::now()));
+        .then(|| (req.method().clone(), loggable(req.path()), Instant::now()));
     let mut res = next.call(req).instrument(span.clone()).await?;
     if let Some((method, path, started)) = logged {
         let _in_request = span.enter();
@@ -143,6 +151,20 @@ pub async fn trace_request(
     }
     res.headers_mut().insert(REQUEST_ID, id);
     Ok(res)
+}
+
+/// A path for the access log: members are addressed by e-mail too, and a segment that
+/// holds one is written `{email}`, so the log keeps no personal data.
+fn loggable(path: &str) -> String {
+    let is_email = |segment: &str| segment.contains('@') || segment.contains("%40");
+    if !is_email(path) {
+        return path.to_owned();
+    }
+    let segments: Vec<&str> = path
+        .split('/')
+        .map(|s| if is_email(s) { "{email}" } else { s })
+        .collect();
+    segments.join("/")
 }
 
 /// The header carrying a request's id.

@@ -17,8 +17,16 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ready", "organizations": state.directory.len()}))
 }
 
-/// Prometheus text exposition.
-pub async fn metrics() -> HttpResponse {
+/// Prometheus text exposition; not found here when `metrics.bind` serves it elsewhere.
+pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    if state.metrics_elsewhere {
+        return Err(ApiError::NotFound("route"));
+    }
+    Ok(exposition().await)
+}
+
+/// The exposition itself, as the listener of `metrics.bind` serves it.
+pub async fn exposition() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(telemetry::render())

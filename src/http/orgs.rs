@@ -128,6 +128,8 @@ pub async fn backup(state: web::Data<AppState>, caller: Caller) -> Result<HttpRe
     tracing::info!(bytes = bytes.len(), actor = "operator", "backup taken");
     Ok(HttpResponse::Ok()
         .content_type("application/octet-stream")
+        // It holds the token signing key: no cache along the way may keep it.
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
         .insert_header((
             actix_web::http::header::CONTENT_DISPOSITION,
             "attachment; filename=\"seatkeeper.backup\"",

@@ -118,13 +118,24 @@ impl Backup {
 
     /// Writes a fresh data directory from this backup: the signing key and the audit
     /// log into a new sled store, the snapshots into `snapshots/`, each durable before
-    /// this answers. Refuses a directory that already holds a store.
+    /// this answers. Refuses a directory that holds anything but an operator token: the
+    /// server would recover a leftover snapshot file as an organization.
     pub fn restore(&self, dir: &Path) -> Result<(), StoreError> {
         let store = dir.join("store");
-        if store.exists() {
+        let listed = std::fs::read_dir(dir).map_err(|source| StoreError::Io {
+            what: format!("list {}", dir.display()),
+            source,
+        })?;
+        let tolerated = ["operator_token", "lost+found"];
+        if let Some(found) = listed
+            .filter_map(Result::ok)
+            .map(|entry| entry.file_name())
+            .find(|name| !tolerated.iter().any(|t| name == t))
+        {
             return Err(StoreError::Backup(format!(
-                "{} already holds a store; restore into an empty directory",
-                dir.display()
+                "{} is not empty (it holds {}); restore into an empty directory",
+                dir.display(),
+                found.to_string_lossy()
             )));
         }
         // Marks the directory unfinished until everything is durable: the store refuses
@@ -136,6 +147,8 @@ impl Backup {
         };
         std::fs::File::create(&marker)
             .and_then(|f| f.sync_all())
+            .and_then(|()| std::fs::File::open(dir))
+            .and_then(|d| d.sync_all())
             .map_err(|e| io("create", e))?;
         let db = sled::Config::new().path(&store).open()?;
         db.open_tree("meta")?

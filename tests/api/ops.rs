@@ -192,6 +192,36 @@ fn free_port() -> u16 {
     listener.local_addr().unwrap().port()
 }
 
+/// With `metrics.bind`, `/metrics` is served on that listener alone, and the API's
+/// listener answers it 404 like any unknown route.
+#[tokio::test]
+async fn metrics_bind_moves_the_exposition_to_a_listener_of_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("SEATKEEPER_METRICS__BIND", "127.0.0.1:0")];
+    let (_server, api, log) = crate::tls::serve(dir.path(), &env).expect("serves");
+    let metrics = log
+        .lines()
+        .find_map(|l| {
+            l.split_once("serving /metrics alone on ")
+                .map(|(_, a)| a.trim())
+        })
+        .unwrap_or_else(|| panic!("no metrics listener logged: {log}"));
+    let get = |url: String| async move {
+        let r = reqwest::get(url).await.unwrap();
+        (r.status(), r.text().await.unwrap())
+    };
+    let (status, body) = get(format!("{metrics}/metrics")).await;
+    assert_eq!(status, reqwest::StatusCode::OK);
+    assert!(body.contains("seatkeeper_orgs"), "{body}");
+    let (status, body) = get(format!("{api}/metrics")).await;
+    assert_eq!(status, reqwest::StatusCode::NOT_FOUND, "{body}");
+    assert!(body.contains("not_found"), "{body}");
+    let (status, _) = get(format!("{metrics}/readyz")).await;
+    assert_eq!(status, reqwest::StatusCode::NOT_FOUND);
+    let (status, _) = get(format!("{api}/readyz")).await;
+    assert_eq!(status, reqwest::StatusCode::OK);
+}
+
 /// JSON logs at `seatkeeper=debug` with the access log on: one line per admin change
 /// (actor, action, target) and per acquire, each in its request's span with the id the
 /// client sent or was answered; no key, token or operator token anywhere.
@@ -250,6 +280,10 @@ async fn logs_name_each_change_and_request_and_never_a_secret() {
         .unwrap();
     assert_eq!(answer.headers()["x-request-id"], "pool-req-7");
     let pool = answer.json::<serde_json::Value>().await.unwrap()["id"].clone();
+    // Members are addressed by e-mail too: the access log writes no address.
+    let by_email = format!("/v1/orgs/{}/users/private.person@example.com", org.id);
+    let (status, body) = app.get(&by_email, &org.owner_key).await;
+    assert_eq!(status, reqwest::StatusCode::NOT_FOUND, "{body}");
     let (status, lease) = app.acquire(&member_key, "kre", "box").await;
     assert_eq!(status, reqwest::StatusCode::CREATED, "{lease}");
     let token = lease["token"].as_str().unwrap().to_owned();
@@ -272,6 +306,7 @@ async fn logs_name_each_change_and_request_and_never_a_secret() {
         org.owner_key.as_str(),
         member_key.as_str(),
         token.as_str(),
+        "private.person",
     ] {
         assert!(
             !text.iter().any(|l| l.contains(secret)),
@@ -306,6 +341,13 @@ async fn logs_name_each_change_and_request_and_never_a_secret() {
     let access = lines.iter().find(|l| is_acquire_logged(l)).unwrap();
     assert_eq!(access["fields"]["status"], 201);
     assert_eq!(access["span"]["request_id"], acquire["span"]["request_id"]);
+    let by_email = format!("/v1/orgs/{}/users/{{email}}", org.id);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["fields"]["path"] == by_email.as_str()),
+        "{text:#?}"
+    );
 }
 
 /// The served description and the router agree: every described method of every path
@@ -499,6 +541,16 @@ async fn a_backup_under_write_load_restores_every_change_acknowledged_before_it(
         &[],
     );
     assert!(!out.status.success(), "a restore over a store: {out:?}");
+    // Nor beside an old store's leftovers, which the server would recover as orgs.
+    let leftovers = dir.path().join("leftovers");
+    std::fs::create_dir_all(leftovers.join("snapshots")).unwrap();
+    let (from, into) = (target.to_str().unwrap(), leftovers.to_str().unwrap());
+    let out = seatkeeper(&["restore", "--from", from, "--data-dir", into], &[]);
+    assert!(!out.status.success(), "a restore beside leftovers: {out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not empty"),
+        "{out:?}"
+    );
 
     let server = Server::start(&restored);
     let app = &server.app;

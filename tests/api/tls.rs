@@ -53,9 +53,12 @@ impl Pki {
     }
 }
 
-/// Starts the binary with `env`; answers it and the address it logged, or, if it
-/// exits before listening, its exit code and log.
-fn serve(data: &Path, env: &[(&str, &str)]) -> Result<(Child, String), (Option<i32>, String)> {
+/// A server started by [`serve`]: the child, the URL it logged, and its log until then.
+pub(crate) type Serving = (Child, String, String);
+
+/// Starts the binary with `env`; answers it, the URL it logged and its log until then,
+/// or, if it exits before listening, its exit code and log.
+pub(crate) fn serve(data: &Path, env: &[(&str, &str)]) -> Result<Serving, (Option<i32>, String)> {
     let mut child = Child(
         Command::new(env!("CARGO_BIN_EXE_seatkeeper"))
             .arg("serve")
@@ -75,7 +78,7 @@ fn serve(data: &Path, env: &[(&str, &str)]) -> Result<(Child, String), (Option<i
         log.push('\n');
         if let Some((_, addr)) = line.split_once("listening on ") {
             std::thread::spawn(move || lines.for_each(drop));
-            return Ok((child, addr.trim().to_owned()));
+            return Ok((child, addr.trim().to_owned(), log));
         }
     }
     let status = child.0.wait().unwrap();
@@ -96,7 +99,7 @@ async fn the_server_speaks_https_with_the_configured_certificate() {
         ("SEATKEEPER_TLS__CERT", pki.cert.as_str()),
         ("SEATKEEPER_TLS__KEY", pki.key.as_str()),
     ];
-    let (_server, url) = serve(&dir.path().join("data"), &tls_env).expect("serves");
+    let (_server, url, _) = serve(&dir.path().join("data"), &tls_env).expect("serves");
     let addr = url
         .strip_prefix("https://")
         .unwrap_or_else(|| panic!("logged {url}, not an https:// address"))
