@@ -89,10 +89,19 @@ async fn prometheus_scrapes_the_series_a_dashboard_reads() {
     let app = &server.app;
     let org = app.create_org("scraped").await;
     let pool = app.floating_pool(&org, "kre", 7, 60).await;
-    for fingerprint in ["a", "b"] {
+    for fingerprint in ["a", "b", "c"] {
         let (status, body) = app.acquire(&org.owner_key, "kre", fingerprint).await;
         assert_eq!(status, reqwest::StatusCode::CREATED, "{body}");
+        if fingerprint == "c" {
+            let session = body["session_id"].as_str().unwrap();
+            let (status, body) = app.release(&org.owner_key, session).await;
+            assert_eq!(status, reqwest::StatusCode::NO_CONTENT, "{body}");
+        }
     }
+    let (status, _) = app
+        .get(&format!("/v1/orgs/{}/pools/none", org.id), &org.owner_key)
+        .await;
+    assert_eq!(status, reqwest::StatusCode::NOT_FOUND);
 
     let config = dir.path().join("prometheus.yml");
     std::fs::write(
@@ -146,11 +155,11 @@ async fn prometheus_scrapes_the_series_a_dashboard_reads() {
         (live, 2.0),
         (
             "seatkeeper_acquires_total{outcome=\"granted\"}".to_owned(),
-            2.0,
+            3.0,
         ),
         (
             "sum(seatkeeper_http_requests_total{route=\"/v1/sessions\",status=\"201\"})".to_owned(),
-            2.0,
+            3.0,
         ),
         ("seatkeeper_sessions_live".to_owned(), 2.0),
         ("seatkeeper_orgs".to_owned(), 1.0),
@@ -164,6 +173,21 @@ async fn prometheus_scrapes_the_series_a_dashboard_reads() {
         crate::helpers::eventually(&what, within, || {
             let q = q.clone();
             async move { (query(q).await? == want).then_some(()) }
+        })
+        .await;
+    }
+
+    // Every query of the Grafana dashboard is valid PromQL that finds the server's series.
+    let dashboard: serde_json::Value =
+        serde_json::from_str(include_str!("../../grafana/seatkeeper.json")).unwrap();
+    let queries = (dashboard["panels"].as_array().unwrap().iter())
+        .flat_map(|panel| panel["targets"].as_array().unwrap())
+        .map(|target| target["expr"].as_str().unwrap())
+        .map(|expr| expr.replace("$job", ".*").replace("$__rate_interval", "1m"));
+    for q in queries {
+        crate::helpers::eventually(&format!("a series for {q}"), within, || {
+            let q = q.clone();
+            async move { query(q).await.map(drop) }
         })
         .await;
     }
