@@ -1,6 +1,6 @@
 //! Leases (sessions) on floating pools, indexed by id, by holder and by deadline.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -100,7 +100,10 @@ pub struct Leases {
     /// map's nodes stay small (they are copied on write) and a grant shares its lease
     /// with its event and its answer.
     by_id: imbl::OrdMap<SessionId, Arc<Lease>>,
-    by_holder: HashMap<Holder, SessionId>,
+    /// Ordered rather than hashed: a hash map of every lease doubles all at once, and
+    /// rehashing a few hundred thousand keys held the org (and its worker) for up to
+    /// 100 ms; a B-tree grows a node at a time.
+    by_holder: BTreeMap<Holder, SessionId>,
     deadlines: HashMap<PoolId, BTreeSet<(Timestamp, SessionId)>>,
 }
 
