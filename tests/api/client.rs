@@ -258,13 +258,19 @@ async fn a_killed_wrapper_frees_its_seat_within_the_ttl() {
     let org = app.create_org("killed").await;
     let pool = app.floating_pool(&org, "kre", 1, 2).await;
     let dir = tempfile::tempdir().unwrap();
-    let gone = dir.path().join("gone");
+    let (gone, ready) = (dir.path().join("gone"), dir.path().join("ready"));
     let script = format!(
-        "trap 'touch {}; exit 0' TERM; while :; do sleep 0.02; done",
-        gone.display()
+        "trap 'touch {}; exit 0' TERM; touch {}; while :; do sleep 0.02; done",
+        gone.display(),
+        ready.display()
     );
     let mut child = wrapper(&app, &org.owner_key, &["--fingerprint", "k"], &script);
     until_live(&app, &org, &pool, (1, 0), "the seat is held").await;
+    // The seat is held before the command starts: kill the wrapper only once it runs.
+    eventually("the command runs", Duration::from_secs(10), || async {
+        ready.exists().then_some(())
+    })
+    .await;
     let group = child.id().unwrap() as i32;
     child.start_kill().unwrap();
     waited(&mut child).await;
