@@ -87,10 +87,8 @@ pub async fn record_metrics(
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let started = Instant::now();
     let res = next.call(req).await?;
-    let route = res
-        .request()
-        .match_pattern()
-        .unwrap_or_else(|| "unmatched".into());
+    // The pattern its resource carries: `match_pattern()` would route the path again.
+    let route = (res.request().app_data::<routes::Pattern>()).map_or("unmatched", |p| p.0);
     let method = match *res.request().method() {
         Method::GET => "GET",
         Method::POST => "POST",
@@ -108,9 +106,9 @@ pub async fn record_metrics(
                 .entry((route, method, status))
                 .or_insert_with_key(|(route, method, status)| {
                     (
-                        metrics::counter!(metric::HTTP_REQUESTS, "route" => route.clone(),
+                        metrics::counter!(metric::HTTP_REQUESTS, "route" => *route,
                         "method" => *method, "status" => status.to_string()),
-                        metrics::histogram!(metric::HTTP_DURATION, "route" => route.clone()),
+                        metrics::histogram!(metric::HTTP_DURATION, "route" => *route),
                     )
                 });
         count.increment(1);
@@ -178,7 +176,7 @@ fn is_request_id(id: &[u8]) -> bool {
 }
 
 /// A request series' labels: route pattern, method, status.
-type SeriesKey = (String, &'static str, u16);
+type SeriesKey = (&'static str, &'static str, u16);
 
 thread_local! {
     /// The request series this worker has seen, with their handles: a request costs a

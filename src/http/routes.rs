@@ -425,16 +425,21 @@ pub fn register(cfg: &mut web::ServiceConfig) {
         let allow: String = (served.iter().map(|e| e.method.as_str()))
             .collect::<Vec<_>>()
             .join(", ");
-        let mut resource = web::resource(path).default_service(web::to(move || {
-            let allow = allow.clone();
-            async move { method_not_allowed(allow) }
-        }));
+        let mut resource = web::resource(path)
+            .app_data(Pattern(path))
+            .default_service(web::to(move || {
+                let allow = allow.clone();
+                async move { method_not_allowed(allow) }
+            }));
         for e in served {
             resource = resource.route(e.route);
         }
         cfg.service(resource);
     }
 }
+
+/// The route pattern a resource serves, for the request metrics' `route` label.
+pub struct Pattern(pub &'static str);
 
 fn method_not_allowed(allow: String) -> HttpResponse {
     let mut answer =
