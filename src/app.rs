@@ -57,6 +57,8 @@ impl Application {
         crate::telemetry::prometheus();
         let figures = crate::telemetry::figures();
         (figures.pool_series_limit).store(config.metrics.max_pool_series, Ordering::Relaxed);
+        // Before anything is written or recovered: a bad certificate costs nothing then.
+        let tls = crate::tls::server_config(&config.tls)?;
         secure_data_dir(&config.data_dir)?;
         // Before anything is written into it, such as a generated operator token.
         crate::store::backup::check_restored(&config.data_dir)?;
@@ -96,7 +98,6 @@ impl Application {
             access_log: config.access_log,
             metrics_elsewhere: config.metrics.bind.is_some(),
         });
-        let tls = crate::tls::server_config(&config.tls)?;
         let metrics = match &config.metrics.bind {
             Some(bind) => Some(metrics_server(bind)?),
             None => None,
@@ -142,17 +143,24 @@ impl Application {
     pub async fn run_until_stopped(self) -> Result<(), StartError> {
         let metrics = self.metrics.map(|server| {
             let handle = server.handle();
-            actix_web::rt::spawn(server);
+            actix_web::rt::spawn(async move {
+                if let Err(e) = server.await {
+                    tracing::error!(error = %e, "the /metrics listener stopped");
+                }
+            });
             handle
         });
-        self.server.await.map_err(|source| StartError::Io {
-            what: "serve".into(),
-            source,
-        })?;
+        let served = self.server.await;
         if let Some(metrics) = metrics {
             metrics.stop(true).await;
         }
-        self.store.close().await?;
+        // Flushed whether serving ended well or not.
+        let closed = self.store.close().await;
+        served.map_err(|source| StartError::Io {
+            what: "serve".into(),
+            source,
+        })?;
+        closed?;
         tracing::info!("stopped; store flushed");
         Ok(())
     }

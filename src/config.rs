@@ -14,6 +14,7 @@ pub const DEFAULTS: &str = include_str!("../config/default.toml");
 
 /// Everything the server reads at start.
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct Config {
     /// `host:port` to listen on; port 0 picks a free one.
     pub bind: String,
@@ -45,6 +46,7 @@ pub struct Config {
 
 /// TLS settings: PEM files read at start.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// The certificate chain, leaf first.
     pub cert: Option<PathBuf>,
@@ -54,6 +56,7 @@ pub struct TlsConfig {
 
 /// Metrics settings.
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct MetricsConfig {
     /// Pools that get gauges of their own (labelled org, pool, product).
     pub max_pool_series: usize,
@@ -74,6 +77,7 @@ pub enum LogFormat {
 
 /// Session settings.
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct SessionsConfig {
     /// The longest `wait_seconds` an acquire may ask for.
     pub max_wait_seconds: u64,
@@ -87,6 +91,7 @@ pub struct SessionsConfig {
 
 /// Store settings.
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct StoreConfig {
     /// Journal length (events) after which an organization is snapshotted; the real
     /// threshold is at least twice the organization's size, so snapshots stay amortized.
@@ -335,6 +340,22 @@ mod tests {
                 .unwrap_or_else(|| panic!("no --{flag} for {key}"));
             let var = format!("SEATKEEPER_{}", key.replace('.', "__").to_uppercase());
             assert_eq!(arg.get_env(), Some(std::ffi::OsStr::new(&var)), "{key}");
+        }
+    }
+
+    /// A misspelt key is refused, not ignored: `[tls] certificate = …` must not start
+    /// a server on plain HTTP.
+    #[test]
+    fn an_unknown_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        for text in [
+            "[tls]\ncertificate = \"c.pem\"\n",
+            "bnid = \"127.0.0.1:1\"\n",
+        ] {
+            let file = dir.path().join("seatkeeper.toml");
+            std::fs::write(&file, text).unwrap();
+            let refused = Config::load(Some(&file), &Overrides::default());
+            assert!(refused.is_err(), "{text}");
         }
     }
 

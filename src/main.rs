@@ -131,7 +131,7 @@ enum Command {
         /// The token (a compact JWS), or `-` to read it from standard input (a command
         /// line is visible to other users of the machine).
         token: String,
-        /// The server's public keys: a JWKS file, or an http:// URL serving it
+        /// The server's public keys: a JWKS file, or a URL serving it
         /// (`/.well-known/jwks.json`; across a network use https, or a file: plain
         /// HTTP is no trust anchor).
         #[arg(long)]
@@ -400,31 +400,7 @@ fn backup(server: &str, token: &str, to: &Path) -> ExitCode {
     // SAFETY: umask only changes this process's file creation mask.
     unsafe { libc::umask(0o077) };
     let file = to.join(BACKUP_FILE);
-    // This run's own partial file: another run's is never touched. Linked to its final
-    // name, which fails if that exists, so a backup is never replaced, even by a race.
-    let partial = to.join(format!("{BACKUP_FILE}.{}.partial", std::process::id()));
-    let mut created = false;
-    let written = std::fs::create_dir_all(to)
-        .and_then(|()| {
-            let mut out = std::fs::File::create_new(&partial)?;
-            created = true;
-            std::io::Write::write_all(&mut out, &bytes)?;
-            out.sync_all()
-        })
-        .and_then(|()| {
-            std::fs::hard_link(&partial, &file).map_err(|e| match e.kind() {
-                std::io::ErrorKind::AlreadyExists => std::io::Error::new(
-                    e.kind(),
-                    format!("{} exists; choose another directory", file.display()),
-                ),
-                _ => e,
-            })
-        })
-        .and_then(|()| std::fs::File::open(to)?.sync_all());
-    if created {
-        let _ = std::fs::remove_file(&partial);
-    }
-    if let Err(e) = written {
+    if let Err(e) = write_new(to, &file, &bytes) {
         return fail(format!("{}: {e}", to.display()));
     }
     println!(
@@ -435,6 +411,83 @@ fn backup(server: &str, token: &str, to: &Path) -> ExitCode {
         file.display()
     );
     ExitCode::SUCCESS
+}
+
+/// Writes `bytes` to `file` in `dir`, never replacing an existing file, even by a race:
+/// a partial file of this run's own, synced, then linked to its name (or, where the
+/// filesystem has no links, renamed with `RENAME_NOREPLACE`), then the directory synced.
+/// Partial files left by runs that died (their process is gone) are removed first.
+fn write_new(dir: &Path, file: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::{Error, ErrorKind};
+    std::fs::create_dir_all(dir)?;
+    let prefix = format!("{BACKUP_FILE}.");
+    for entry in std::fs::read_dir(dir)?.filter_map(Result::ok) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let pid = name
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.strip_suffix(".partial"))
+            .and_then(|pid| pid.parse::<libc::pid_t>().ok());
+        // SAFETY: signal 0 only asks whether the process exists.
+        if pid.is_some_and(|pid| unsafe { libc::kill(pid, 0) } == -1)
+            && Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+        {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    let partial = dir.join(format!("{BACKUP_FILE}.{}.partial", std::process::id()));
+    let exists = || {
+        Error::new(
+            ErrorKind::AlreadyExists,
+            format!("{} exists; choose another directory", file.display()),
+        )
+    };
+    let written = std::fs::File::create_new(&partial).and_then(|mut out| {
+        std::io::Write::write_all(&mut out, bytes)?;
+        out.sync_all()
+    });
+    let published = written.and_then(|()| match std::fs::hard_link(&partial, file) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => Err(exists()),
+        Err(_) => rename_noreplace(&partial, file).map_err(|e| match e.kind() {
+            ErrorKind::AlreadyExists => exists(),
+            _ => e,
+        }),
+    });
+    let _ = std::fs::remove_file(&partial);
+    published?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| {
+            Error::new(
+                e.kind(),
+                format!("{} written, but not synced: {e}", file.display()),
+            )
+        })
+}
+
+/// `rename(from, to)` that fails with `AlreadyExists` rather than replace `to`.
+fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| {
+        std::ffi::CString::new(p.as_os_str().as_bytes())
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
+    };
+    let (from, to) = (c(from)?, c(to)?);
+    // SAFETY: both are NUL-terminated paths that outlive the call.
+    let renamed = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if renamed == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 fn restore(from: &Path, data_dir: &Path) -> ExitCode {

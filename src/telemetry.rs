@@ -333,7 +333,39 @@ fn describe() {
 
 #[cfg(test)]
 mod tests {
-    use super::Outcome;
+    use super::{Figures, Outcome, Padded};
+    use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+
+    /// One place: the second pool is refused and counted without series, gets the place
+    /// once the first gives it back, and both counts end at zero.
+    #[test]
+    fn a_refused_pool_gets_a_series_once_a_place_frees() {
+        let f = Figures {
+            leases: Padded(AtomicI64::new(0)),
+            orgs: AtomicI64::new(0),
+            mailbox: Padded(AtomicI64::new(0)),
+            labelled_pools: AtomicUsize::new(0),
+            unlabelled_pools: AtomicI64::new(0),
+            pool_series_limit: AtomicUsize::new(1),
+            recovery_micros: AtomicU64::new(0),
+        };
+        let counts = |f: &Figures| {
+            (
+                f.labelled_pools.load(Ordering::Relaxed),
+                f.unlabelled_pools.load(Ordering::Relaxed),
+            )
+        };
+        assert!(f.admit_pool());
+        assert!(!f.admit_pool());
+        assert_eq!(counts(&f), (1, 1));
+        assert!(!f.readmit_pool(), "no place free yet");
+        assert_eq!(counts(&f), (1, 1));
+        f.release_pool(true);
+        assert!(f.readmit_pool());
+        assert_eq!(counts(&f), (1, 0));
+        f.release_pool(true);
+        assert_eq!(counts(&f), (0, 0));
+    }
 
     /// `count` indexes its handles by discriminant: `ALL` must list them in order.
     #[test]

@@ -163,6 +163,7 @@ impl Backup {
         }
         db.flush()?;
         drop(db);
+        super::sync_dirs(dir)?;
         std::fs::remove_file(&marker).map_err(|e| io("remove", e))?;
         std::fs::File::open(dir)
             .and_then(|d| d.sync_all())

@@ -235,6 +235,9 @@ impl Store {
             purge(&trees, &audit, &org)?;
         }
         db.flush()?;
+        // sled syncs its files, never the directories naming them: a store created (or
+        // grown a blob directory) just now must not vanish whole with a power loss.
+        sync_dirs(dir)?;
         let (recovered, entries) = recover(&db, &trees)?;
         let meta = db.open_tree("meta")?;
         let (tx, rx) = mpsc::channel();
@@ -405,6 +408,22 @@ impl Store {
         }
         flushed
     }
+}
+
+/// Syncs the directories of a data directory's store, innermost first.
+pub(crate) fn sync_dirs(dir: &Path) -> Result<(), StoreError> {
+    let store = dir.join("store");
+    for d in [store.join("blobs"), store, dir.to_path_buf()] {
+        if d.is_dir() {
+            std::fs::File::open(&d)
+                .and_then(|f| f.sync_all())
+                .map_err(|source| StoreError::Io {
+                    what: format!("sync {}", d.display()),
+                    source,
+                })?;
+        }
+    }
+    Ok(())
 }
 
 /// Work for the snapshot thread.

@@ -165,7 +165,7 @@ fn a_half_or_mismatched_tls_configuration_is_refused_at_start() {
                 ("SEATKEEPER_TLS__CERT", &pki.cert),
                 ("SEATKEEPER_TLS__KEY", &other.key),
             ],
-            "tls",
+            "keys may not be consistent: KeyMismatch",
         ),
         (
             &[

@@ -679,6 +679,8 @@ impl IoBufs {
         let stored_max_stable_lsn = iobuf.stored_max_stable_lsn;
 
         io_fail!(self, "buffer write");
+        // seatkeeper: this io_uring path still ends with `sync_file_range`, which is not
+        // durable across a power loss (see the `fdatasync` below); the feature is off.
         #[cfg(feature = "io_uring")]
         {
             let mut wrote = 0;
