@@ -182,3 +182,73 @@ fn a_half_or_mismatched_tls_configuration_is_refused_at_start() {
         assert!(log.contains(why), "case {i}: wanted {why:?} in {log}");
     }
 }
+
+/// Over TLS too, a queued acquire whose client gives up gets no seat: the server sees
+/// the connection close under the encryption, whether the client says goodbye
+/// (`close_notify`, then FIN) or just closes the socket.
+#[tokio::test]
+async fn a_waiter_that_left_over_tls_gets_no_seat() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::write(dir.path());
+    let tls_env = [
+        ("SEATKEEPER_TLS__CERT", pki.cert.as_str()),
+        ("SEATKEEPER_TLS__KEY", pki.key.as_str()),
+    ];
+    let (_server, url, _) = serve(&dir.path().join("data"), &tls_env).expect("serves");
+    let addr = url.trim_start_matches("https://").to_owned();
+    let app = TestApp::with_client(url, pki.client());
+    let org = app.create_org("tls-ghosts").await;
+    let pool = app.floating_pool(&org, "kre", 1, 60).await;
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = std::fs::read(&pki.ca).unwrap();
+    roots
+        .add(rustls::pki_types::pem::PemObject::from_pem_slice(&ca).unwrap())
+        .unwrap();
+    #[allow(deprecated)]
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = std::sync::Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    );
+    for (ghost, says_goodbye) in [("ghost-A", true), ("ghost-B", false)] {
+        let (status, held) = app.acquire(&org.owner_key, "kre", "holder").await;
+        assert_eq!(status, StatusCode::CREATED, "{held}");
+        let name = "127.0.0.1".try_into().unwrap();
+        let conn = rustls::ClientConnection::new(config.clone(), name).unwrap();
+        let mut tls = rustls::StreamOwned::new(conn, std::net::TcpStream::connect(&addr).unwrap());
+        let body = serde_json::json!({"product": "kre", "wait_seconds": 30, "fingerprint": ghost})
+            .to_string();
+        write!(
+            tls,
+            "POST /v1/sessions HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            org.owner_key,
+            body.len()
+        )
+        .unwrap();
+        tls.flush().unwrap();
+        crate::helpers::eventually(
+            "one waiting",
+            std::time::Duration::from_secs(10),
+            || async { (app.pool(&org, &pool).await["waiting"] == 1).then_some(()) },
+        )
+        .await;
+        // The client gives up.
+        if says_goodbye {
+            tls.conn.send_close_notify();
+            tls.flush().unwrap();
+        }
+        drop(tls);
+        let (status, _) = app
+            .release(&org.owner_key, held["session_id"].as_str().unwrap())
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        let live = app.all_sessions(&org).await;
+        assert!(live.is_empty(), "{ghost} got the seat: {live:?}");
+        assert_eq!(app.pool(&org, &pool).await["waiting"], 0);
+    }
+}
