@@ -42,6 +42,14 @@ impl Pki {
         }
     }
 
+    /// The variables that make the server use this certificate.
+    fn env(&self) -> [(&str, &str); 2] {
+        [
+            ("SEATKEEPER_TLS__CERT", self.cert.as_str()),
+            ("SEATKEEPER_TLS__KEY", self.key.as_str()),
+        ]
+    }
+
     /// A client that trusts this CA alone.
     fn client(&self) -> reqwest::Client {
         let ca = reqwest::Certificate::from_pem(&std::fs::read(&self.ca).unwrap()).unwrap();
@@ -95,10 +103,7 @@ pub(crate) fn serve(data: &Path, env: &[(&str, &str)]) -> Result<Serving, (Optio
 async fn the_server_speaks_https_with_the_configured_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::write(dir.path());
-    let tls_env = [
-        ("SEATKEEPER_TLS__CERT", pki.cert.as_str()),
-        ("SEATKEEPER_TLS__KEY", pki.key.as_str()),
-    ];
+    let tls_env = pki.env();
     let (_server, url, _) = serve(&dir.path().join("data"), &tls_env).expect("serves");
     let addr = url
         .strip_prefix("https://")
@@ -191,11 +196,7 @@ async fn a_waiter_that_left_over_tls_gets_no_seat() {
     use std::io::Write;
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::write(dir.path());
-    let tls_env = [
-        ("SEATKEEPER_TLS__CERT", pki.cert.as_str()),
-        ("SEATKEEPER_TLS__KEY", pki.key.as_str()),
-    ];
-    let (_server, url, _) = serve(&dir.path().join("data"), &tls_env).expect("serves");
+    let (_server, url, _) = serve(&dir.path().join("data"), &pki.env()).expect("serves");
     let addr = url.trim_start_matches("https://").to_owned();
     let app = TestApp::with_client(url, pki.client());
     let org = app.create_org("tls-ghosts").await;
