@@ -272,7 +272,9 @@ async fn compressed_bodies_are_refused_without_inflating() {
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     let err: Value = res.json().await.unwrap();
     assert_eq!(err["error"], "bad_request");
-    let grown_mib = (peak_rss_kib() - before) / 1024;
+    // VmHWM is read from per-CPU counters that Linux sums approximately, so a later
+    // read can come out a little lower than an earlier one.
+    let grown_mib = peak_rss_kib().saturating_sub(before) / 1024;
     assert!(grown_mib < 30, "peak memory grew by {grown_mib} MiB");
     assert_eq!(app.pool(&org, &pool).await["live"], 0);
 }
