@@ -1,45 +1,51 @@
-//! Durability: every organization's events in a sled journal, compacted by snapshots.
+//! Durability: every organization's events in a segment log, compacted by snapshots,
+//! and sled for the rest.
 //!
-//! Trees, named after what they hold:
-//! - `journal`: `{org}\0{seq:be64}` → an entry of the org's records from event `seq`
-//!   on ([`record::Entry`]: each a [`record::Record`] `{v, at, actor, event}` in JSON):
-//!   the writer joins what one org journals in a round into one entry, so a round costs
-//!   sled one insert per org rather than one per event;
-//! - `audit`: `{org}\0{seq:be64}{n:be32}` → the `n`th audit entry of a change, caused
-//!   by its event `seq` ([`audit`]), written in the same atomic write as its journal
-//!   entry and kept apart from the journal: compaction drops journal history, never
-//!   audit history (which a retention period prunes);
-//! - `meta`: server metadata (the token signing key);
-//! - `tombstones`: `{org}` of every deleted organization. Deleting writes the tombstone
-//!   and flushes it before anything else is removed, and recovery purges whatever of a
-//!   tombstoned org a crash left behind, so a deleted org never comes back in part.
+//! - the journal ([`segments`]): `journal/{n}.log`, frames of the writer's rounds, each
+//!   a CRC-checked list of entries `(org, first seq, entry)`: an entry is one org's
+//!   records of a round ([`record::Entry`]: each a [`record::Record`]
+//!   `{v, at, actor, event}` in JSON), events `seq`, `seq + 1`, …;
+//! - sled's `audit`: `{org}\0{seq:be64}{n:be32}` → the `n`th audit entry of a change,
+//!   caused by its event `seq` ([`audit`]), flushed before its events' frame (see
+//!   [`writer`] for how a crash between the two is undone) and kept apart from the
+//!   journal: compaction drops journal history, never audit history (which a retention
+//!   period prunes);
+//! - sled's `meta`: server metadata (the token signing key, the audit keys in flight);
+//! - sled's `tombstones`: `{org}` of every deleted organization. Deleting writes the
+//!   tombstone and flushes it before anything else is removed, and recovery purges
+//!   whatever of a tombstoned org a crash left behind, so a deleted org never comes back
+//!   in part.
+//!
+//! The journal left sled because sled's cost is per insert and per flush: each entry a
+//! delta on a leaf it later rewrites whole (62 MB/s written for 26k acquires/s), and
+//! each flush a journal commit for a file that grows. Older versions kept it in a sled
+//! tree `journal`; opening moves that to the log once.
 //!
 //! Snapshots are files beside sled, `snapshots/{org}.snap` (the state after event `seq`
 //! in the binary format of [`snapshot`]), each written to a temporary file, synced and
-//! renamed over the last. Not in sled: sled has one log, and every flush after a
-//! multi-megabyte snapshot insert waited for its bytes, so each snapshot of a large org
-//! stalled every acknowledgement behind it. Older versions kept them in a sled tree
-//! `snapshots`; opening moves those to files once.
+//! renamed over the last. Older versions kept them in a sled tree `snapshots`; opening
+//! moves those to files once.
 //!
 //! All writes go through one writer thread ([`writer`]) that groups whatever is waiting
-//! into one batch and one flush, then acknowledges each waiting caller. Nothing here
+//! into one frame and one flush, then acknowledges each waiting caller. Nothing here
 //! runs on an actix worker thread: recovery happens before the server starts, and
 //! afterwards callers only send to the writer and await their acknowledgement.
 //!
-//! Crash ordering: sled makes each batch atomic and recovers a prefix of what was
-//! written, but two batches are not atomic together. A snapshot file is durable before
-//! the writer hears of it, so the journal entries it supersedes are deleted only after,
+//! Crash ordering: a frame is whole or cut, and frames reach the disk in order (each
+//! round is flushed before the next is written). A snapshot file is durable before the
+//! writer hears of it, so the journal entries it supersedes are released only after,
 //! and recovery refuses an org whose journal has a gap after its snapshot rather than
 //! start with state silently missing.
 
 pub mod audit;
 pub mod backup;
 pub mod record;
+mod segments;
 mod snapfiles;
 pub mod snapshot;
 mod writer;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
@@ -49,6 +55,7 @@ use tokio::sync::oneshot;
 
 use crate::domain::{Actor, Audit, Event, OrgId, OrgState, Page, Snapshot, Timestamp};
 use record::{decode_record, split_entry, Entry};
+use segments::Place;
 pub use writer::Faults;
 use writer::Op;
 
@@ -58,13 +65,11 @@ const CACHE_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Where `meta` keeps the token signing key's seed.
 const SIGNING_KEY: &[u8] = b"signing_key";
-
-/// The trees the writer and recovery use.
-pub(crate) struct Trees {
-    journal: sled::Tree,
-    /// The snapshot files' directory.
-    snapshots: PathBuf,
-}
+/// Where `meta` keeps the audit keys of the last round that wrote any, each as a
+/// `u32 LE` length and the key: recovery removes those whose event it did not recover.
+const IN_FLIGHT: &[u8] = b"audit_in_flight";
+/// Legacy journal entries moved to the log per frame.
+const MIGRATED_PER_FRAME: usize = 1 << 22;
 
 /// What can go wrong in the store.
 #[derive(Debug, Error)]
@@ -195,6 +200,7 @@ fn journal_prefix(org: &OrgId) -> Vec<u8> {
     k
 }
 
+#[cfg(test)]
 fn journal_key(org: &OrgId, seq: u64) -> Vec<u8> {
     let mut k = journal_prefix(org);
     k.extend_from_slice(&seq.to_be_bytes());
@@ -224,36 +230,49 @@ impl Store {
             .flush_every_ms(None)
             .cache_capacity(CACHE_BYTES)
             .open()?;
-        let trees = Trees {
-            journal: db.open_tree("journal")?,
-            snapshots: snapfiles::open(dir, &db)?,
-        };
+        let snapshots = snapfiles::open(dir, &db)?;
         let audit = db.open_tree("audit")?;
         let tombstones = db.open_tree("tombstones")?;
+        let mut tombstoned = HashSet::new();
         for org in tombstones.iter().keys() {
             let org = OrgId::new(String::from_utf8_lossy(&org?).as_ref());
-            purge(&trees, &audit, &org)?;
+            purge(&snapshots, &audit, &org)?;
+            tombstoned.insert(org);
         }
+        let segment_bytes = faults.segment_bytes.unwrap_or(segments::SEGMENT_BYTES);
+        let (mut log, mut read) = segments::open(dir, segment_bytes)?;
+        migrate(&db, &mut log, &mut read)?;
         db.flush()?;
         // sled syncs its files, never the directories naming them: a store created (or
         // grown a blob directory) just now must not vanish whole with a power loss.
         sync_dirs(dir)?;
-        let (recovered, entries) = recover(&db, &trees)?;
+        read.retain(|r| !tombstoned.contains(&r.org));
+        let (recovered, entries) = recover(&snapshots, read)?;
+        for span in entries.values().flatten() {
+            log.hold(span.place);
+        }
+        segments::drop_unheld(&log).map_err(|source| StoreError::Io {
+            what: "delete superseded journal segments".into(),
+            source,
+        })?;
         let meta = db.open_tree("meta")?;
+        undo_in_flight(&db, &audit, &meta, &recovered)?;
         let (tx, rx) = mpsc::channel();
-        let (snapshots, pending) = mpsc::channel();
-        spawn_encoder(
-            pending,
-            trees.snapshots.clone(),
-            tx.clone(),
-            faults.dead.clone(),
-        );
-        let handle = writer::spawn(db, trees, audit.clone(), tombstones, rx, entries, faults);
+        let (snapshot_tx, pending) = mpsc::channel();
+        spawn_encoder(pending, snapshots.clone(), tx.clone(), faults.dead.clone());
+        let sled = writer::Sled {
+            db,
+            audit: audit.clone(),
+            meta: meta.clone(),
+            tombstones,
+            snapshots,
+        };
+        let handle = writer::spawn(sled, log, rx, entries, faults);
         let store = Store {
             meta,
             audit,
             tx,
-            snapshots,
+            snapshots: snapshot_tx,
             writer: Arc::new(Mutex::new(Some(handle))),
         };
         Ok((store, recovered))
@@ -413,7 +432,12 @@ impl Store {
 /// Syncs the directories of a data directory's store, innermost first.
 pub(crate) fn sync_dirs(dir: &Path) -> Result<(), StoreError> {
     let store = dir.join("store");
-    for d in [store.join("blobs"), store, dir.to_path_buf()] {
+    for d in [
+        store.join("blobs"),
+        store,
+        dir.join("journal"),
+        dir.to_path_buf(),
+    ] {
         if d.is_dir() {
             std::fs::File::open(&d)
                 .and_then(|f| f.sync_all())
@@ -436,16 +460,96 @@ enum Encode {
     Purge(OrgId, oneshot::Sender<Result<(), StoreError>>),
 }
 
-/// Removes what `org` has in the journal, the audit log and the snapshot directory.
-/// Not atomic, and not flushed: only ever run once the org's tombstone is durable.
-fn purge(trees: &Trees, audit: &sled::Tree, org: &OrgId) -> Result<(), StoreError> {
-    let prefix = journal_prefix(org);
-    for tree in [&trees.journal, audit] {
-        for key in tree.scan_prefix(&prefix).keys() {
-            tree.remove(key?)?;
+/// Removes what `org` has in the audit log and the snapshot directory (its journal
+/// entries are the writer's to release). Not atomic, and not flushed: only ever run
+/// once the org's tombstone is durable.
+fn purge(snapshots: &Path, audit: &sled::Tree, org: &OrgId) -> Result<(), StoreError> {
+    for key in audit.scan_prefix(journal_prefix(org)).keys() {
+        audit.remove(key?)?;
+    }
+    snapfiles::remove(snapshots, org)
+}
+
+/// Moves the journal of a version that kept it in sled's `journal` tree into the log:
+/// written and flushed there first, then cleared (a crash between leaves both, and
+/// recovery takes either copy).
+fn migrate(
+    db: &sled::Db,
+    log: &mut segments::Log,
+    read: &mut Vec<segments::Read>,
+) -> Result<(), StoreError> {
+    let legacy = db.open_tree("journal")?;
+    if legacy.is_empty() {
+        return Ok(());
+    }
+    let io = |source| StoreError::Io {
+        what: "move the journal to the log".into(),
+        source,
+    };
+    let mut entries = legacy.iter().peekable();
+    while entries.peek().is_some() {
+        let mut frame = segments::Frame::new();
+        let mut moved = Vec::new();
+        let mut bytes = 0;
+        while bytes < MIGRATED_PER_FRAME {
+            let Some(kv) = entries.next() else { break };
+            let (key, value) = kv?;
+            let (org, first) = split_journal_key(&key).ok_or_else(|| StoreError::Malformed {
+                key: String::from_utf8_lossy(&key).into_owned(),
+            })?;
+            let at = frame.push(&org, first, &value);
+            bytes += value.len();
+            moved.push((org, first, at, value.to_vec()));
+        }
+        let (segment, base) = log.append(&mut frame).map_err(io)?;
+        read.extend(moved.into_iter().map(|(org, first, at, entry)| {
+            let place = Place {
+                segment,
+                offset: base + at,
+                len: entry.len() as u32,
+            };
+            segments::Read {
+                org,
+                first,
+                entry,
+                place,
+            }
+        }));
+    }
+    log.sync().map_err(io)?;
+    legacy.clear()?;
+    Ok(())
+}
+
+/// Removes the audit entries of the last round that wrote any whose events recovery did
+/// not find: the writer flushed them before the round's frame, which a crash then cut.
+fn undo_in_flight(
+    db: &sled::Db,
+    audit: &sled::Tree,
+    meta: &sled::Tree,
+    recovered: &[Recovered],
+) -> Result<(), StoreError> {
+    let Some(keys) = meta.get(IN_FLIGHT)? else {
+        return Ok(());
+    };
+    let seqs: HashMap<&OrgId, u64> = recovered.iter().map(|r| (r.state.id(), r.seq)).collect();
+    let mut rest = &keys[..];
+    while let Some(len) = rest.get(..4) {
+        let len = u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize;
+        let Some(key) = rest.get(4..4 + len) else {
+            break;
+        };
+        rest = &rest[4 + len..];
+        let Some((org, seq)) = split_journal_key(&key[..key.len().saturating_sub(4)]) else {
+            continue;
+        };
+        if seqs.get(&org).is_none_or(|&recovered| seq > recovered) {
+            audit.remove(key)?;
         }
     }
-    snapfiles::remove(&trees.snapshots, org)
+    meta.remove(IN_FLIGHT)?;
+    db.flush()?;
+    Ok(())
 }
 
 /// Encodes and writes snapshots one after another, then tells the writer, which knows
@@ -499,25 +603,51 @@ struct OrgRecords {
     org: OrgId,
     /// The snapshot as `(org id, file contents)`.
     snapshot: Option<(Vec<u8>, Vec<u8>)>,
-    /// Journal entries as `(first sequence number, key, value)`, in order.
-    journal: Vec<(u64, sled::IVec, sled::IVec)>,
+    /// Journal entries, in the order the log holds them.
+    journal: Vec<segments::Read>,
 }
 
-/// The journal entries each org has on disk after recovery, as `(first, last)` event
-/// sequence numbers: what the writer needs to know to delete them once superseded.
-pub(crate) type Entries = HashMap<OrgId, VecDeque<(u64, u64)>>;
+/// A journal entry in the log that no snapshot has superseded yet: events
+/// `first..=last` of its org, and where its bytes are.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Span {
+    pub first: u64,
+    pub last: u64,
+    pub place: Place,
+}
+
+/// The journal entries each org has in the log after recovery, in sequence order: what
+/// the writer needs to know to release them once superseded.
+pub(crate) type Entries = HashMap<OrgId, VecDeque<Span>>;
 
 /// Rebuilds every organization: its snapshot (if any), then its journal after it.
-/// Journal entries a snapshot superseded but that were not deleted yet (the server
-/// stopped first) are deleted here. A gap in an org's sequence after its snapshot means
-/// acknowledged events are gone: that refuses to start.
+/// Journal entries a snapshot superseded are dropped (their segments go once nothing
+/// else holds them). A gap in an org's sequence after its snapshot means acknowledged
+/// events are gone: that refuses to start.
 ///
-/// Both trees are sorted by org, so this thread reads one org's records at a time and
-/// hands them to decoding workers, one org each: decoding is most of a restart's work,
-/// and it spreads over the cores while reading stays in key order.
-fn recover(db: &sled::Db, trees: &Trees) -> Result<(Vec<Recovered>, Entries), StoreError> {
+/// Decoding is most of a restart's work: it spreads over the cores, one org at a time
+/// per worker.
+fn recover(
+    snapshots: &Path,
+    read: Vec<segments::Read>,
+) -> Result<(Vec<Recovered>, Entries), StoreError> {
+    let mut journals: BTreeMap<String, Vec<segments::Read>> = BTreeMap::new();
+    for r in read {
+        journals
+            .entry(r.org.as_str().to_owned())
+            .or_default()
+            .push(r);
+    }
+    let mut files = snapfiles::list(snapshots)?;
+    let orgs: Vec<String> = files
+        .keys()
+        .chain(journals.keys())
+        .cloned()
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let (recovered, entries, stale) = std::thread::scope(|scope| {
+    std::thread::scope(|scope| {
         let (sends, handles): (Vec<_>, Vec<_>) = (0..workers)
             .map(|_| {
                 // Bounded, so reading runs only a little ahead of decoding.
@@ -525,110 +655,58 @@ fn recover(db: &sled::Db, trees: &Trees) -> Result<(Vec<Recovered>, Entries), St
                 let handle = scope.spawn(move || {
                     let mut done = Vec::new();
                     let mut entries = Entries::new();
-                    let mut stale = Vec::new();
                     for records in rx {
                         let org = records.org.clone();
-                        let (r, kept) = rebuild(records, &mut stale)?;
+                        let (r, kept) = rebuild(records)?;
                         done.push(r);
                         if !kept.is_empty() {
                             entries.insert(org, kept);
                         }
                     }
-                    Ok::<_, StoreError>((done, entries, stale))
+                    Ok::<_, StoreError>((done, entries))
                 });
                 (tx, handle)
             })
             .unzip();
-        let read = read_by_org(trees, |records, i| {
+        let mut read = Ok(());
+        for (n, org) in orgs.into_iter().enumerate() {
+            let snapshot = match files.remove(&org) {
+                Some(path) => match std::fs::read(&path) {
+                    Ok(bytes) => Some((org.clone().into_bytes(), bytes)),
+                    Err(source) => {
+                        read = Err(StoreError::Io {
+                            what: format!("read {}", path.display()),
+                            source,
+                        });
+                        break;
+                    }
+                },
+                None => None,
+            };
+            let records = OrgRecords {
+                journal: journals.remove(&org).unwrap_or_default(),
+                org: OrgId::new(org.as_str()),
+                snapshot,
+            };
             // A worker that failed has hung up; its error is reported below.
-            let _ = sends[i % workers].send(records);
-        });
+            let _ = sends[n % workers].send(records);
+        }
         drop(sends);
         let mut recovered = Vec::new();
         let mut entries = Entries::new();
-        let mut stale = Vec::new();
         for handle in handles {
-            let (done, kept, keys) = handle.join().expect("recovery worker panicked")?;
+            let (done, kept) = handle.join().expect("recovery worker panicked")?;
             recovered.extend(done);
             entries.extend(kept);
-            stale.extend(keys);
         }
         read?;
-        Ok::<_, StoreError>((recovered, entries, stale))
-    })?;
-    let mut batch = sled::Batch::default();
-    for key in stale {
-        batch.remove(key);
-    }
-    trees.journal.apply_batch(batch)?;
-    db.flush()?;
-    Ok((recovered, entries))
+        Ok((recovered, entries))
+    })
 }
 
-/// Reads both trees in key order and calls `each` with every org's records, the
-/// `n`th org as `(records, n)`.
-fn read_by_org(trees: &Trees, mut each: impl FnMut(OrgRecords, usize)) -> Result<(), StoreError> {
-    let mut snapshots = snapfiles::list(&trees.snapshots)?.into_iter().peekable();
-    let mut journal = trees.journal.iter().peekable();
-    let mut n = 0;
-    loop {
-        let next_snapshot = snapshots.peek().map(|(org, _)| org.as_bytes().to_vec());
-        let next_journal = match journal.peek() {
-            Some(Ok((key, _))) => {
-                split_journal_key(key).map(|(org, _)| org.as_str().as_bytes().to_vec())
-            }
-            Some(Err(_)) => return Err(journal.next().expect("peeked").unwrap_err().into()),
-            None => None,
-        };
-        let org = match (next_snapshot, next_journal) {
-            (None, None) => return Ok(()),
-            (Some(a), Some(b)) => a.min(b),
-            (a, b) => a.or(b).expect("one is some"),
-        };
-        let snapshot = match snapshots.peek() {
-            Some((id, _)) if id.as_bytes() == org.as_slice() => {
-                let (id, path) = snapshots.next().expect("peeked");
-                let bytes = std::fs::read(&path).map_err(|source| StoreError::Io {
-                    what: format!("read {}", path.display()),
-                    source,
-                })?;
-                Some((id.into_bytes(), bytes))
-            }
-            _ => None,
-        };
-        let mut entries = Vec::new();
-        while let Some(Ok((key, _))) = journal.peek() {
-            match split_journal_key(key) {
-                Some((o, seq)) if o.as_str().as_bytes() == org.as_slice() => {
-                    let (key, value) = journal.next().expect("peeked")?;
-                    entries.push((seq, key, value));
-                }
-                Some(_) => break,
-                None => {
-                    journal.next();
-                }
-            }
-        }
-        let org = OrgId::new(String::from_utf8_lossy(&org).as_ref());
-        each(
-            OrgRecords {
-                org,
-                snapshot,
-                journal: entries,
-            },
-            n,
-        );
-        n += 1;
-    }
-}
-
-/// Decodes one org's snapshot and replays its journal after it. Entries wholly
-/// superseded by the snapshot go to `stale`; the `(first, last)` of the others are
-/// answered beside the org.
-fn rebuild(
-    records: OrgRecords,
-    stale: &mut Vec<sled::IVec>,
-) -> Result<(Recovered, VecDeque<(u64, u64)>), StoreError> {
+/// Decodes one org's snapshot and replays its journal after it; answers the entries it
+/// still needs beside the org.
+fn rebuild(records: OrgRecords) -> Result<(Recovered, VecDeque<Span>), StoreError> {
     let mut r = match records.snapshot {
         Some((key, value)) => {
             let record = snapshot::decode(&key, &value)?;
@@ -650,15 +728,22 @@ fn rebuild(
             journal_len: 0,
         },
     };
+    let mut journal = records.journal;
+    // An entry carried forward, or moved from sled, can be met twice: both are the same.
+    journal.sort_by_key(|e| e.first);
+    journal.dedup_by_key(|e| e.first);
     let mut kept = VecDeque::new();
-    for (first, key, value) in records.journal {
-        let entry = split_entry(&key, &value)?;
-        let last = first + entry.len() as u64 - 1;
+    for e in journal {
+        let key = format!(
+            "{}@journal/{:016x}.log:{}",
+            records.org, e.place.segment, e.place.offset
+        );
+        let entry = split_entry(key.as_bytes(), &e.entry)?;
+        let last = e.first + entry.len() as u64 - 1;
         if last <= r.seq {
-            stale.push(key);
             continue;
         }
-        for (seq, bytes) in (first..).zip(entry) {
+        for (seq, bytes) in (e.first..).zip(entry) {
             if seq <= r.seq {
                 continue;
             }
@@ -669,11 +754,15 @@ fn rebuild(
                     found: seq,
                 });
             }
-            r.state.apply(&decode_record(&key, bytes)?.event);
+            r.state.apply(&decode_record(key.as_bytes(), bytes)?.event);
             r.seq = seq;
             r.journal_len += 1;
         }
-        kept.push_back((first, last));
+        kept.push_back(Span {
+            first: e.first,
+            last,
+            place: e.place,
+        });
     }
     r.state.refresh_access();
     Ok((r, kept))

@@ -24,6 +24,11 @@ fn member(id: &str) -> Member {
 
 /// The events of an org founded with an owner, then `n` more members, one per event.
 fn history(n: usize) -> Vec<Event> {
+    history_of("org_t", n)
+}
+
+/// [`history`] of the org `org`.
+fn history_of(org: &str, n: usize) -> Vec<Event> {
     let key = ApiKey {
         id: KeyId::new("key_t"),
         member: MemberId::new(OWNER),
@@ -34,7 +39,7 @@ fn history(n: usize) -> Vec<Event> {
         created_at: Timestamp(1),
     };
     let mut events =
-        OrgState::found(OrgId::new("org_t"), "t", member(OWNER), key, Timestamp(1)).unwrap();
+        OrgState::found(OrgId::new(org), "t", member(OWNER), key, Timestamp(1)).unwrap();
     events.extend((0..n).map(|i| Event::MemberAdded(member(&format!("usr_{i:03}")))));
     events
 }
@@ -58,7 +63,11 @@ fn change<'a>(
 }
 
 fn replay(events: &[Event]) -> OrgState {
-    let mut state = OrgState::empty(OrgId::new("org_t"));
+    replay_of("org_t", events)
+}
+
+fn replay_of(org: &str, events: &[Event]) -> OrgState {
+    let mut state = OrgState::empty(OrgId::new(org));
     for e in events {
         state.apply(e);
     }
@@ -161,15 +170,17 @@ fn recovery_rebuilds_from_snapshot_then_journal() {
     );
 }
 
-/// Defect 1: the writer stops, as under `kill -9`, after each of its sled writes in
-/// turn, while snapshots compact the journal; every acknowledged event comes back.
+/// Defect 1: the writer stops, as under `kill -9`, after each of its writes in turn,
+/// while snapshots compact the journal; every acknowledged event comes back. Once with
+/// segments so small that they fill, go and are carried all along.
 #[test]
 fn a_crash_at_any_write_loses_nothing_acknowledged() {
     let events = history(30);
-    for die_after in 1..=40 {
+    for (die_after, segment_bytes) in (1..=40).flat_map(|n| [(n, None), (n, Some(2048))]) {
         let dir = tempfile::tempdir().unwrap();
         let faults = Faults {
             die_after_writes: Some(die_after),
+            segment_bytes,
             ..Faults::default()
         };
         let acked = write(dir.path(), faults, &events, 4);
@@ -364,7 +375,7 @@ fn an_entry_a_snapshot_cuts_through_is_replayed_from_the_cut() {
         .open_tree("journal")
         .unwrap()
         .len();
-    assert_eq!(journal_keys, 0, "the writer deleted the superseded entries");
+    assert_eq!(journal_keys, 0, "opening moved sled's journal to the log");
     let (_store, recovered) = reopen(dir.path()).unwrap();
     assert_eq!(
         (recovered[0].seq, recovered[0].journal_len),
@@ -695,4 +706,222 @@ fn a_purged_org_never_comes_back_in_part() {
     let (_store, recovered) = reopen(dir.path()).unwrap();
     assert!(recovered.is_empty(), "the org stays deleted");
     assert!(!snapshot.exists(), "its leftovers are removed at start");
+}
+
+/// The journal's segment files, by name.
+fn segment_files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir.join("journal"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Where the frames of a segment end: the first frame header of length zero.
+fn frames_end(bytes: &[u8]) -> usize {
+    let mut pos = 0;
+    loop {
+        let len = u32::from_le_bytes(bytes[pos..pos + 4].try_into().unwrap()) as usize;
+        if len == 0 {
+            return pos;
+        }
+        pos += 8 + len;
+    }
+}
+
+/// Appends `events` to org_t from event `first` on, one change each, and closes.
+fn append_all(store: Store, first: u64, events: &[Event]) {
+    let org = OrgId::new("org_t");
+    block_on(async {
+        for (seq, e) in (first..).zip(events) {
+            let one = change(
+                &org,
+                seq,
+                Timestamp(2),
+                &Actor::System,
+                std::slice::from_ref(e),
+            );
+            store
+                .append(one, Durability::Flushed)
+                .durable()
+                .await
+                .unwrap();
+        }
+        store.close().await.unwrap();
+    });
+}
+
+/// A frame a crash cut short at the end of the log is dropped, and what is written
+/// after it, into the next segments too, reads back: the torn bytes were cleared, or
+/// they would read as damage once their segment is no longer the last.
+#[test]
+fn a_torn_frame_at_the_end_is_cut_and_written_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = history(40);
+    assert_eq!(write(dir.path(), Faults::default(), &events[..4], 0), 4);
+    let [segment] = &segment_files(dir.path())[..] else {
+        panic!("one segment")
+    };
+    let path = dir.path().join("journal").join(segment);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let end = frames_end(&bytes);
+    // A header promising more than was written, then part of a payload.
+    bytes[end..end + 4].copy_from_slice(&3000u32.to_le_bytes());
+    bytes[end + 8..end + 8000].fill(0xAB);
+    std::fs::write(&path, &bytes).unwrap();
+
+    let small = Faults {
+        segment_bytes: Some(4096),
+        ..Faults::default()
+    };
+    let (store, recovered) = retry_lock(|| Store::open_with(dir.path(), small.clone())).unwrap();
+    assert_eq!(recovered[0].seq, 4, "the torn frame is cut");
+    append_all(store, 5, &events[4..]);
+    assert!(
+        segment_files(dir.path()).len() > 1,
+        "the log went on in new segments"
+    );
+    let (_store, recovered) = reopen(dir.path()).unwrap();
+    assert_eq!(recovered[0].seq, events.len() as u64);
+    assert_eq!(image(&recovered[0].state), image(&replay(&events)));
+}
+
+/// A frame that fails its check in a segment the writer went past is damage, not a
+/// torn write: the store refuses to start rather than drop what follows it.
+#[test]
+fn a_damaged_frame_before_the_end_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = history(40);
+    let small = Faults {
+        segment_bytes: Some(4096),
+        ..Faults::default()
+    };
+    assert_eq!(write(dir.path(), small, &events, 0), events.len());
+    let files = segment_files(dir.path());
+    assert!(files.len() > 1);
+    let path = dir.path().join("journal").join(&files[0]);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[20] ^= 0xFF;
+    std::fs::write(&path, &bytes).unwrap();
+    let err = reopen(dir.path()).err().expect("refused");
+    assert!(matches!(err, StoreError::Malformed { .. }), "{err}");
+}
+
+/// An org that journals once and then idles does not keep the segments it wrote in:
+/// what it still needs is carried forward, the old files go, and both orgs recover.
+#[test]
+fn an_idle_orgs_entry_is_carried_and_old_segments_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = Faults {
+        segment_bytes: Some(16 << 10),
+        ..Faults::default()
+    };
+    let (store, _) = Store::open_with(dir.path(), small).unwrap();
+    let idle = history_of("org_i", 0);
+    let busy = history(400);
+    block_on(async {
+        let org = OrgId::new("org_i");
+        let by = &Actor::System;
+        store
+            .append(
+                change(&org, 1, Timestamp(2), by, &idle),
+                Durability::Flushed,
+            )
+            .durable()
+            .await
+            .unwrap();
+        let org = OrgId::new("org_t");
+        for (i, e) in busy.iter().enumerate() {
+            let seq = i as u64 + 1;
+            let one = change(&org, seq, Timestamp(2), by, std::slice::from_ref(e));
+            store
+                .append(one, Durability::Flushed)
+                .durable()
+                .await
+                .unwrap();
+            if seq % 10 == 0 {
+                store.snapshot(replay(&busy[..=i]).snapshot(), seq);
+            }
+        }
+        store.close().await.unwrap();
+    });
+    drop(store);
+    let files = segment_files(dir.path());
+    assert!(files.len() <= 3, "old segments went: {files:?}");
+    assert!(
+        !files.contains(&format!("{:016x}.log", 1)),
+        "the idle org's entry left the first segment: {files:?}"
+    );
+    let (_store, mut recovered) = reopen(dir.path()).unwrap();
+    recovered.sort_by_key(|r| r.state.id().to_string());
+    assert_eq!(recovered.len(), 2);
+    assert_eq!(
+        image(&recovered[0].state),
+        image(&replay_of("org_i", &idle))
+    );
+    assert_eq!(recovered[1].seq, busy.len() as u64);
+    assert_eq!(image(&recovered[1].state), image(&replay(&busy)));
+}
+
+/// Audit entries reach sled before their events' frame; a crash between the two leaves
+/// entries of events that never were, and recovery removes just those.
+#[test]
+fn audit_entries_of_a_cut_frame_are_removed_at_start() {
+    use crate::domain::{Audit, AuditEntry};
+    let dir = tempfile::tempdir().unwrap();
+    let org = OrgId::new("org_t");
+    let events = history(0);
+    let entry = |target: &str| AuditEntry {
+        action: "member.added",
+        target: target.into(),
+        before: serde_json::Value::Null,
+        after: serde_json::Value::Null,
+    };
+    {
+        let (store, _) = Store::open(dir.path()).unwrap();
+        let audit = [Audit {
+            event: 0,
+            entry: entry("kept"),
+        }];
+        let first = Change {
+            audit: &audit,
+            ..change(&org, 1, Timestamp(2), &Actor::System, &events)
+        };
+        block_on(async {
+            store
+                .append(first, Durability::Flushed)
+                .durable()
+                .await
+                .unwrap();
+            store.close().await.unwrap();
+        });
+    }
+    let after = events.len() as u64 + 1;
+    {
+        // As the writer leaves it when a crash cuts the next round's frame: that round's
+        // audit entries, of an event after the last, and of an org never journaled.
+        let db = retry_lock(|| sled::open(dir.path().join("store"))).unwrap();
+        let audit = db.open_tree("audit").unwrap();
+        let mut in_flight = Vec::new();
+        for (org, seq) in [(&org, after), (&OrgId::new("org_z"), 1)] {
+            let (k, v) = audit::encode(org, seq, 0, Timestamp(3), &Actor::System, &entry("cut"));
+            in_flight.extend_from_slice(&(k.len() as u32).to_le_bytes());
+            in_flight.extend_from_slice(&k);
+            audit.insert(k, v).unwrap();
+        }
+        db.open_tree("meta")
+            .unwrap()
+            .insert(IN_FLIGHT, in_flight)
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let (store, recovered) = reopen(dir.path()).unwrap();
+    assert_eq!(recovered[0].seq, after - 1);
+    let targets = |org: &OrgId| -> Vec<String> {
+        let page = store.audit_page(org, None, 10).unwrap();
+        page.items.into_iter().map(|l| l.target).collect()
+    };
+    assert_eq!(targets(&org), ["kept"]);
+    assert!(targets(&OrgId::new("org_z")).is_empty());
 }

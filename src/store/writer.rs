@@ -1,21 +1,24 @@
-//! The group-commit writer: one thread, one batch and one flush for everything waiting.
+//! The group-commit writer: one thread, one frame and one flush for everything waiting.
 //!
 //! Journaled changes nobody waits on (heartbeats, releases and expiry, all answered
-//! before their flush) are gathered, not written at once: they go to sled, joined per
-//! org, with the next round somebody waits on, or [`LAZY_FLUSH`] after the first of
-//! them, whichever is first. sled's cost is per insert (each one a delta on a leaf that
-//! it later rewrites whole): under a heartbeat load this is 20 inserts and flushes a
-//! second per org instead of one per round, and the crash contract is unchanged (those
-//! changes were never promised to be on disk; recovery's reclaim window covers them).
+//! before their flush) are gathered, not written at once: they go to the log, joined
+//! per org, with the next round somebody waits on, or [`LAZY_FLUSH`] after the first of
+//! them, whichever is first: under a heartbeat load, 20 writes and flushes a second per
+//! org instead of one per round, and the crash contract is unchanged (those changes were
+//! never promised to be on disk; recovery's reclaim window covers them).
+//!
+//! A round's audit entries (admin changes only) go to sled's `audit` tree, flushed, and
+//! only then is the round's frame written to the log: a crash between the two leaves
+//! audit entries of events that never were, and their keys, noted in `meta` in the same
+//! sled transaction, let recovery remove them. So a restart keeps both or neither.
 //!
 //! Compaction stays off this thread's critical path: the snapshot thread encodes and
 //! writes snapshot files itself (a large one would hold every acknowledgement behind
-//! its write here), and the journal entries a snapshot replaces are deleted a few per
-//! batch, riding along with the writes that callers wait for. The writer hears of a
-//! snapshot only once its file is durable, so it never deletes what no snapshot on
-//! disk covers.
+//! its write here). The writer hears of a snapshot only once its file is durable, and
+//! only then releases the journal entries it supersedes, so a segment is never deleted
+//! while it holds an event that no snapshot on disk covers.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -26,16 +29,16 @@ use sled::Transactional;
 use tokio::sync::oneshot;
 
 use super::record::Entry;
-use super::{journal_key, Entries, StoreError, Trees};
+use super::segments::{Frame, Log, Place};
+use super::{Entries, Span, StoreError, IN_FLIGHT};
 use crate::domain::OrgId;
 use crate::telemetry::metric;
 
 /// Batches larger than this are split, so one huge burst does not delay every ack.
 const MAX_BATCH_OPS: usize = 4096;
-/// Superseded journal entries deleted per batch beyond one per entry written. Deleting
-/// at the pace of appending keeps the journal's size bounded without ever making a
-/// batch (and the callers waiting on it) pay for a whole compaction at once.
-const EXTRA_GARBAGE_PER_BATCH: usize = 8;
+/// Sparse old segments carried forward each time a segment fills: more than one, so
+/// their number falls even while every segment has an idle org's entry.
+const CARRIED_PER_ROLL: usize = 2;
 /// How long journaled changes nobody waits on may be held before they are written.
 const LAZY_FLUSH: Duration = Duration::from_millis(50);
 
@@ -44,10 +47,13 @@ type Done = oneshot::Sender<Result<(), StoreError>>;
 /// Faults to inject, for tests of what a crash at any point leaves on disk.
 #[derive(Debug, Clone, Default)]
 pub struct Faults {
-    /// After this many sled batch writes, flush what was written and stop as a killed
+    /// After this many rounds written, flush what was written and stop as a killed
     /// process would: nothing more is written (the snapshot thread stops writing too)
     /// and no waiting caller is answered.
     pub die_after_writes: Option<usize>,
+    /// A smaller segment size than [`super::segments::SEGMENT_BYTES`], so that tests
+    /// fill, carry and delete segments.
+    pub segment_bytes: Option<u64>,
     /// Set once the injected fault has killed the store.
     pub dead: Arc<AtomicBool>,
 }
@@ -84,21 +90,28 @@ pub(super) enum Op {
     Stop,
 }
 
+/// What the writer writes to besides the log.
+pub(super) struct Sled {
+    pub db: sled::Db,
+    pub audit: sled::Tree,
+    pub meta: sled::Tree,
+    pub tombstones: sled::Tree,
+    /// The snapshot files' directory, for purges.
+    pub snapshots: std::path::PathBuf,
+}
+
 pub(super) fn spawn(
-    db: sled::Db,
-    trees: Trees,
-    audit: sled::Tree,
-    tombstones: sled::Tree,
+    sled: Sled,
+    log: Log,
     rx: mpsc::Receiver<Op>,
     entries: Entries,
     faults: Faults,
 ) -> JoinHandle<()> {
     std::thread::Builder::new()
         .name("store-writer".into())
-        .spawn(move || run(db, trees, audit, tombstones, rx, entries, faults))
+        .spawn(move || run(sled, log, rx, entries, faults))
         .expect("spawn store writer")
 }
-
 /// One org's records of a round, joined into one journal entry.
 struct Group {
     org: OrgId,
@@ -175,26 +188,15 @@ impl Pending {
     }
 }
 
-/// `entries`: the journal entries on disk that no snapshot has superseded yet, per org,
-/// as `(first, last)` sequence numbers.
-fn run(
-    db: sled::Db,
-    trees: Trees,
-    audit: sled::Tree,
-    tombstones: sled::Tree,
-    rx: mpsc::Receiver<Op>,
-    mut entries: Entries,
-    faults: Faults,
-) {
-    // Superseded journal keys whose snapshot is durable: safe to delete.
-    let mut garbage: VecDeque<Vec<u8>> = VecDeque::new();
+/// `entries`: the journal entries in the log that no snapshot has superseded yet, per
+/// org, in sequence order.
+fn run(sled: Sled, mut log: Log, rx: mpsc::Receiver<Op>, mut entries: Entries, faults: Faults) {
     let mut writes = 0usize;
-    // Whether an injected fault lets the writer make one more batch write.
+    // Whether an injected fault lets the writer write one more round.
     let mut alive = || {
         writes += 1;
         faults.die_after_writes.is_none_or(|n| writes <= n)
     };
-    let journal = &trees.journal;
     let mut pending = Pending::default();
     loop {
         let next = match pending.since {
@@ -217,83 +219,81 @@ fn run(
             continue;
         }
         let round = std::mem::take(&mut pending);
-        let mut batch = sled::Batch::default();
-        let written = round.groups.len();
-        for g in round.groups {
-            batch.insert(journal_key(&g.org, g.first), g.entry.into_bytes());
-            let last = g.first + g.count - 1;
-            entries.entry(g.org).or_default().push_back((g.first, last));
+        if !alive() {
+            // The injected fault: what was written reaches the disk, nothing more.
+            faults.dead.store(true, Ordering::SeqCst);
+            let _ = log.sync();
+            let _ = sled.db.flush();
+            return;
         }
-        // Superseded by a snapshot of this round: deleted from the next round on. Every
-        // append a snapshot covers was sent before it, so is in `entries` now.
-        let mut superseded: Vec<Vec<u8>> = Vec::new();
+        let started = Instant::now();
+        if !round.audit.is_empty() || !round.purged.is_empty() {
+            write_sled(&sled, round.audit, &round.purged);
+        }
+        let mut frame = Frame::new();
+        let placed: Vec<_> = round
+            .groups
+            .into_iter()
+            .map(|g| {
+                let bytes = g.entry.into_bytes();
+                let at = frame.push(&g.org, g.first, &bytes);
+                (
+                    g.org,
+                    g.first,
+                    g.first + g.count - 1,
+                    at,
+                    bytes.len() as u32,
+                )
+            })
+            .collect();
+        let mut rolled = false;
+        if !frame.is_empty() {
+            let before = log.segment();
+            let (segment, base) = log.append(&mut frame).unwrap_or_else(|e| fail(e));
+            rolled = segment != before;
+            for (org, first, last, at, len) in placed {
+                let place = Place {
+                    segment,
+                    offset: base + at,
+                    len,
+                };
+                log.hold(place);
+                entries
+                    .entry(org)
+                    .or_default()
+                    .push_back(Span { first, last, place });
+            }
+            log.sync().unwrap_or_else(|e| fail(e));
+        }
+        metrics::histogram!(metric::STORE_FLUSH_SECONDS).record(started.elapsed().as_secs_f64());
+        metrics::histogram!(metric::STORE_BATCH_SIZE).record(round.ops as f64);
+        for done in round.waiting {
+            let _ = done.send(Ok(()));
+        }
+        // After the round is answered, so its acknowledgements do not wait on this.
+        // Every append a snapshot covers was sent before it, so is in `entries` now.
         for (org, seq) in round.snapshotted {
             if let Some(held) = entries.get_mut(&org) {
-                while let Some(&(first, _)) = held.front().filter(|(_, last)| *last <= seq) {
+                while let Some(span) = held.front().filter(|s| s.last <= seq) {
+                    log.release(span.place).unwrap_or_else(|e| fail(e));
                     held.pop_front();
-                    superseded.push(journal_key(&org, first));
                 }
                 if held.is_empty() {
                     entries.remove(&org);
                 }
             }
         }
-        let n = garbage.len().min(written + EXTRA_GARBAGE_PER_BATCH);
-        for key in garbage.drain(..n) {
-            batch.remove(key);
-        }
-        let started = Instant::now();
-        if !alive() {
-            // The injected fault: what was written reaches the disk, nothing more.
-            faults.dead.store(true, Ordering::SeqCst);
-            let _ = db.flush();
-            return;
-        }
-        if round.audit.is_empty() {
-            if let Err(e) = journal.apply_batch(batch) {
-                fail(e);
-            }
-        } else {
-            // Audit entries are written in one transaction with the journal entries of
-            // their changes: a crash keeps both or neither.
-            let mut logged = sled::Batch::default();
-            for (k, v) in round.audit {
-                logged.insert(k, v);
-            }
-            let written: sled::transaction::TransactionResult<(), ()> = (journal, &audit)
-                .transaction(|(j, a)| {
-                    j.apply_batch(&batch)?;
-                    a.apply_batch(&logged)?;
-                    Ok(())
-                });
-            match written {
-                Ok(()) => {}
-                Err(sled::transaction::TransactionError::Storage(e)) => fail(e),
-                Err(sled::transaction::TransactionError::Abort(())) => {
-                    unreachable!("the transaction never aborts")
-                }
-            }
-        }
-        for org in &round.purged {
-            if let Err(e) = tombstones.insert(org.as_str().as_bytes(), &[]) {
-                fail(e);
-            }
-        }
-        flush(&db);
-        metrics::histogram!(metric::STORE_FLUSH_SECONDS).record(started.elapsed().as_secs_f64());
-        metrics::histogram!(metric::STORE_BATCH_SIZE).record(round.ops as f64);
-        garbage.extend(superseded);
-        for done in round.waiting {
-            let _ = done.send(Ok(()));
-        }
-        // After the round is answered, so its acknowledgements do not wait on it (the
-        // next round's do; deletes are rare): the tombstone is durable, and a crash
-        // from here on is finished by recovery.
+        // The tombstone is durable: a crash from here on is finished by recovery.
         for org in round.purged {
-            entries.remove(&org);
-            if let Err(e) = super::purge(&trees, &audit, &org) {
+            for span in entries.remove(&org).unwrap_or_default() {
+                log.release(span.place).unwrap_or_else(|e| fail(e));
+            }
+            if let Err(e) = super::purge(&sled.snapshots, &sled.audit, &org) {
                 tracing::error!(%org, error = %e, "purge of a deleted organization unfinished; the next start finishes it");
             }
+        }
+        if rolled {
+            carry(&mut log, &mut entries).unwrap_or_else(|e| fail(e));
         }
         if round.stop {
             return;
@@ -301,17 +301,77 @@ fn run(
     }
 }
 
-/// Makes everything written so far durable, or stops the server.
-fn flush(db: &sled::Db) {
-    if let Err(e) = db.flush() {
+/// Writes a round's audit entries and tombstones to sled and flushes them, noting the
+/// audit keys in `meta` (in the same transaction) until the round's frame is durable.
+fn write_sled(sled: &Sled, audit: Vec<(Vec<u8>, Vec<u8>)>, purged: &[OrgId]) {
+    let mut in_flight = Vec::new();
+    let mut logged = sled::Batch::default();
+    for (k, v) in audit {
+        in_flight.extend_from_slice(&(k.len() as u32).to_le_bytes());
+        in_flight.extend_from_slice(&k);
+        logged.insert(k, v);
+    }
+    let written: sled::transaction::TransactionResult<(), ()> = (&sled.audit, &sled.meta)
+        .transaction(|(a, m)| {
+            a.apply_batch(&logged)?;
+            m.insert(IN_FLIGHT, in_flight.as_slice())?;
+            Ok(())
+        });
+    match written {
+        Ok(()) => {}
+        Err(sled::transaction::TransactionError::Storage(e)) => fail(e),
+        Err(sled::transaction::TransactionError::Abort(())) => {
+            unreachable!("the transaction never aborts")
+        }
+    }
+    for org in purged {
+        if let Err(e) = sled.tombstones.insert(org.as_str().as_bytes(), &[]) {
+            fail(e);
+        }
+    }
+    if let Err(e) = sled.db.flush() {
         fail(e);
     }
+}
+
+/// Writes what sparse old segments still hold again at the end of the log, so the old
+/// files go: an org that journals a little and then idles would otherwise keep its
+/// segment, and every one after it, for ever.
+fn carry(log: &mut Log, entries: &mut Entries) -> std::io::Result<()> {
+    for segment in log.sparse().into_iter().take(CARRIED_PER_ROLL) {
+        let mut frame = Frame::new();
+        let mut moved = Vec::new();
+        for (org, spans) in entries.iter() {
+            for (i, span) in spans.iter().enumerate() {
+                if span.place.segment == segment {
+                    let at = frame.push(org, span.first, &log.read(span.place)?);
+                    moved.push((org.clone(), i, at));
+                }
+            }
+        }
+        if frame.is_empty() {
+            continue;
+        }
+        let (to, base) = log.append(&mut frame)?;
+        log.sync()?;
+        for (org, i, at) in moved {
+            let span = &mut entries.get_mut(&org).expect("moved from here")[i];
+            let place = Place {
+                segment: to,
+                offset: base + at,
+                len: span.place.len,
+            };
+            log.hold(place);
+            log.release(std::mem::replace(&mut span.place, place))?;
+        }
+    }
+    Ok(())
 }
 
 /// Memory is already ahead of the disk for the events that failed; carrying on would
 /// acknowledge changes that a restart forgets. Stop, and let recovery rebuild from
 /// what is durable.
-fn fail(e: sled::Error) -> ! {
+fn fail(e: impl std::fmt::Display) -> ! {
     tracing::error!(error = %e, "store write failed; stopping the server");
     std::process::exit(70);
 }
