@@ -40,6 +40,7 @@
 pub mod audit;
 pub mod backup;
 pub mod record;
+mod inbox;
 mod segments;
 mod snapfiles;
 pub mod snapshot;
@@ -163,7 +164,7 @@ pub struct Change<'a> {
 pub struct Store {
     meta: sled::Tree,
     audit: sled::Tree,
-    tx: mpsc::Sender<Op>,
+    tx: inbox::Sender<Op>,
     /// Snapshots to encode, off the actors' and the writer's threads.
     snapshots: mpsc::Sender<Encode>,
     writer: Arc<Mutex<Option<JoinHandle<()>>>>,
@@ -257,7 +258,7 @@ impl Store {
         })?;
         let meta = db.open_tree("meta")?;
         undo_in_flight(&db, &audit, &meta, &recovered)?;
-        let (tx, rx) = mpsc::channel();
+        let (tx, rx) = inbox::inbox(writer::LAZY_FLUSH, writer::MAX_BATCH_OPS);
         let (snapshot_tx, pending) = mpsc::channel();
         spawn_encoder(pending, snapshots.clone(), tx.clone(), faults.dead.clone());
         let sled = writer::Sled {
@@ -324,7 +325,7 @@ impl Store {
             Durability::Flushed => self.send(|done| append(Some(done))),
             Durability::Journaled => {
                 // A send error means the writer has stopped; nothing waits for this one.
-                let _ = self.tx.send(append(None));
+                let _ = self.tx.send(append(None), false);
                 Ack::done()
             }
         }
@@ -376,7 +377,7 @@ impl Store {
     fn send(&self, op: impl FnOnce(oneshot::Sender<Result<(), StoreError>>) -> Op) -> Ack {
         let (done, rx) = oneshot::channel();
         // A send error means the writer has stopped; the dropped sender then answers Closed.
-        let _ = self.tx.send(op(done));
+        let _ = self.tx.send(op(done), true);
         Ack(Some(rx))
     }
 
@@ -420,7 +421,7 @@ impl Store {
     /// Flushes what is pending and stops the writer thread.
     pub async fn close(&self) -> Result<(), StoreError> {
         let flushed = self.barrier().durable().await;
-        let _ = self.tx.send(Op::Stop);
+        let _ = self.tx.send(Op::Stop, true);
         let handle = self.writer.lock().expect("writer handle").take();
         if let Some(h) = handle {
             let _ = tokio::task::spawn_blocking(move || h.join()).await;
@@ -562,7 +563,7 @@ fn undo_in_flight(
 fn spawn_encoder(
     pending: mpsc::Receiver<Encode>,
     dir: PathBuf,
-    writer: mpsc::Sender<Op>,
+    writer: inbox::Sender<Op>,
     dead: Arc<std::sync::atomic::AtomicBool>,
 ) {
     std::thread::Builder::new()
@@ -590,7 +591,8 @@ fn spawn_encoder(
                         }
                     }
                 };
-                if writer.send(op).is_err() {
+                let urgent = op.urgent();
+                if !writer.send(op, urgent) {
                     return;
                 }
             }

@@ -20,7 +20,6 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -28,6 +27,7 @@ use std::time::{Duration, Instant};
 use sled::Transactional;
 use tokio::sync::oneshot;
 
+use super::inbox::Receiver;
 use super::record::Entry;
 use super::segments::{Frame, Log, Place};
 use super::{Entries, Span, StoreError, IN_FLIGHT};
@@ -35,12 +35,12 @@ use crate::domain::OrgId;
 use crate::telemetry::metric;
 
 /// Batches larger than this are split, so one huge burst does not delay every ack.
-const MAX_BATCH_OPS: usize = 4096;
+pub(super) const MAX_BATCH_OPS: usize = 4096;
 /// Sparse old segments carried forward each time a segment fills: more than one, so
 /// their number falls even while every segment has an idle org's entry.
 const CARRIED_PER_ROLL: usize = 2;
 /// How long journaled changes nobody waits on may be held before they are written.
-const LAZY_FLUSH: Duration = Duration::from_millis(50);
+pub(super) const LAZY_FLUSH: Duration = Duration::from_millis(50);
 
 type Done = oneshot::Sender<Result<(), StoreError>>;
 
@@ -103,7 +103,7 @@ pub(super) struct Sled {
 pub(super) fn spawn(
     sled: Sled,
     log: Log,
-    rx: mpsc::Receiver<Op>,
+    rx: Receiver<Op>,
     entries: Entries,
     faults: Faults,
 ) -> JoinHandle<()> {
@@ -130,14 +130,11 @@ struct Pending {
     audit: Vec<(Vec<u8>, Vec<u8>)>,
     waiting: Vec<Done>,
     ops: usize,
-    /// When the oldest op not yet written arrived.
-    since: Option<Instant>,
     stop: bool,
 }
 
 impl Pending {
     fn add(&mut self, op: Op) {
-        self.since.get_or_insert_with(Instant::now);
         self.ops += 1;
         match op {
             Op::Append {
@@ -178,47 +175,41 @@ impl Pending {
             Op::Stop => self.stop = true,
         }
     }
+}
 
-    /// Whether to write and flush now rather than gather more.
-    fn due(&self) -> bool {
-        !self.waiting.is_empty()
-            || self.stop
-            || self.ops >= MAX_BATCH_OPS
-            || self.since.is_some_and(|t| t.elapsed() >= LAZY_FLUSH)
+impl Op {
+    /// Whether somebody waits on it (or on the writer stopping): the writer is woken for it.
+    pub(super) fn urgent(&self) -> bool {
+        match self {
+            Op::Append { done, .. } => done.is_some(),
+            Op::Snapshotted { .. } => false,
+            Op::Barrier { .. } | Op::Purge { .. } | Op::Stop => true,
+        }
     }
 }
 
 /// `entries`: the journal entries in the log that no snapshot has superseded yet, per
 /// org, in sequence order.
-fn run(sled: Sled, mut log: Log, rx: mpsc::Receiver<Op>, mut entries: Entries, faults: Faults) {
+fn run(sled: Sled, mut log: Log, rx: Receiver<Op>, mut entries: Entries, faults: Faults) {
     let mut writes = 0usize;
     // Whether an injected fault lets the writer write one more round.
     let mut alive = || {
         writes += 1;
         faults.die_after_writes.is_none_or(|n| writes <= n)
     };
-    let mut pending = Pending::default();
+    let mut backlog = Vec::new().into_iter();
     loop {
-        let next = match pending.since {
-            None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
-            Some(t) => rx.recv_timeout(LAZY_FLUSH.saturating_sub(t.elapsed())),
-        };
-        match next {
-            Ok(op) => pending.add(op),
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            // Every sender is gone: write what is left, as a stop would.
-            Err(mpsc::RecvTimeoutError::Disconnected) => pending.stop = true,
-        }
-        while pending.ops < MAX_BATCH_OPS && !pending.stop {
-            match rx.try_recv() {
-                Ok(op) => pending.add(op),
-                Err(_) => break,
+        let mut round = Pending::default();
+        if backlog.len() == 0 {
+            match rx.take() {
+                Some(ops) => backlog = ops.into_iter(),
+                // Every sender is gone: stop, as a stop would.
+                None => round.stop = true,
             }
         }
-        if !pending.due() {
-            continue;
+        for op in backlog.by_ref().take(MAX_BATCH_OPS) {
+            round.add(op);
         }
-        let round = std::mem::take(&mut pending);
         if !alive() {
             // The injected fault: what was written reaches the disk, nothing more.
             faults.dead.store(true, Ordering::SeqCst);
