@@ -39,8 +39,8 @@
 
 pub mod audit;
 pub mod backup;
-pub mod record;
 mod inbox;
+pub mod record;
 mod segments;
 mod snapfiles;
 pub mod snapshot;
@@ -70,7 +70,7 @@ const SIGNING_KEY: &[u8] = b"signing_key";
 /// `u32 LE` length and the key: recovery removes those whose event it did not recover.
 const IN_FLIGHT: &[u8] = b"audit_in_flight";
 /// Legacy journal entries moved to the log per frame.
-const MIGRATED_PER_FRAME: usize = 1 << 22;
+const MIGRATED_BYTES_PER_FRAME: usize = 1 << 22;
 
 /// What can go wrong in the store.
 #[derive(Debug, Error)]
@@ -242,7 +242,7 @@ impl Store {
         }
         let segment_bytes = faults.segment_bytes.unwrap_or(segments::SEGMENT_BYTES);
         let (mut log, mut read) = segments::open(dir, segment_bytes)?;
-        migrate(&db, &mut log, &mut read)?;
+        migrate(&db, &mut log, &mut read, segment_bytes)?;
         db.flush()?;
         // sled syncs its files, never the directories naming them: a store created (or
         // grown a blob directory) just now must not vanish whole with a power loss.
@@ -252,7 +252,7 @@ impl Store {
         for span in entries.values().flatten() {
             log.hold(span.place);
         }
-        segments::drop_unheld(&log).map_err(|source| StoreError::Io {
+        log.counted().map_err(|source| StoreError::Io {
             what: "delete superseded journal segments".into(),
             source,
         })?;
@@ -437,6 +437,7 @@ pub(crate) fn sync_dirs(dir: &Path) -> Result<(), StoreError> {
         store.join("blobs"),
         store,
         dir.join("journal"),
+        dir.join("snapshots"),
         dir.to_path_buf(),
     ] {
         if d.is_dir() {
@@ -478,7 +479,9 @@ fn migrate(
     db: &sled::Db,
     log: &mut segments::Log,
     read: &mut Vec<segments::Read>,
+    segment_bytes: u64,
 ) -> Result<(), StoreError> {
+    let per_frame = MIGRATED_BYTES_PER_FRAME.min(segment_bytes as usize / 4);
     let legacy = db.open_tree("journal")?;
     if legacy.is_empty() {
         return Ok(());
@@ -492,7 +495,7 @@ fn migrate(
         let mut frame = segments::Frame::new();
         let mut moved = Vec::new();
         let mut bytes = 0;
-        while bytes < MIGRATED_PER_FRAME {
+        while bytes < per_frame {
             let Some(kv) = entries.next() else { break };
             let (key, value) = kv?;
             let (org, first) = split_journal_key(&key).ok_or_else(|| StoreError::Malformed {
@@ -555,11 +558,11 @@ fn undo_in_flight(
 
 /// Encodes and writes snapshots one after another, then tells the writer, which knows
 /// the journal entries it wrote and which of them each snapshot supersedes. A snapshot
-/// may reach the disk before the writer has written the entries it covers; recovery
-/// then takes the snapshot and drops those entries as stale (any that were acknowledged
-/// were flushed before their answer, so are there too). The writer hears of a snapshot
-/// only once its file is durable, so it never deletes entries a snapshot on disk does
-/// not cover.
+/// is written only once the events it covers are flushed (a barrier through the
+/// writer, after them in its inbox): were it on disk first, a crash could keep an event
+/// the snapshot holds while losing the audit entries its round had not written yet.
+/// The writer hears of a snapshot only once its file is durable, so it never releases
+/// entries a snapshot on disk does not cover.
 fn spawn_encoder(
     pending: mpsc::Receiver<Encode>,
     dir: PathBuf,
@@ -575,9 +578,13 @@ fn spawn_encoder(
                     Encode::Purge(org, done) => Op::Purge { org, done },
                     Encode::Snapshot(snapshot, seq) => {
                         let value = snapshot::encode(&snapshot, seq);
-                        if dead.load(std::sync::atomic::Ordering::SeqCst) {
-                            // An injected fault killed the store: a dead process writes
-                            // nothing more.
+                        let (done, flushed) = oneshot::channel();
+                        if !writer.send(Op::Barrier { done }, true)
+                            || !matches!(flushed.blocking_recv(), Ok(Ok(())))
+                            || dead.load(std::sync::atomic::Ordering::SeqCst)
+                        {
+                            // The writer stopped (or an injected fault killed the
+                            // store: a dead process writes nothing more).
                             return;
                         }
                         if let Err(e) = snapfiles::write(&dir, &snapshot.id, &value) {
@@ -731,8 +738,25 @@ fn rebuild(records: OrgRecords) -> Result<(Recovered, VecDeque<Span>), StoreErro
         },
     };
     let mut journal = records.journal;
-    // An entry carried forward, or moved from sled, can be met twice: both are the same.
-    journal.sort_by_key(|e| e.first);
+    // An entry carried forward, or moved from sled, can be met twice if a crash came
+    // before the old copy went: the copies must be the same, and the newest is kept
+    // (the writer holds it, and the old segment goes).
+    journal.sort_by(|a, b| {
+        let newest_first =
+            (b.place.segment, b.place.offset).cmp(&(a.place.segment, a.place.offset));
+        a.first.cmp(&b.first).then(newest_first)
+    });
+    if let Some(w) = journal
+        .windows(2)
+        .find(|w| w[0].first == w[1].first && w[0].entry != w[1].entry)
+    {
+        return Err(StoreError::Malformed {
+            key: format!(
+                "{}@journal/{:016x}.log:{}, met twice with other contents",
+                records.org, w[1].place.segment, w[1].place.offset
+            ),
+        });
+    }
     journal.dedup_by_key(|e| e.first);
     let mut kept = VecDeque::new();
     for e in journal {

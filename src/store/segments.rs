@@ -113,6 +113,9 @@ pub struct Log {
     segment_bytes: u64,
     /// Per segment, the entries still needed in it: how many, and their bytes.
     held: BTreeMap<u64, (usize, u64)>,
+    /// Whether `held` is complete: until recovery has noted what it kept, a segment
+    /// that looks unheld may hold what it needs, and nothing is deleted.
+    counted: bool,
 }
 
 impl Log {
@@ -146,11 +149,15 @@ impl Log {
         self.file.sync_data()
     }
 
-    /// The bytes of an entry.
-    pub fn read(&self, place: Place) -> io::Result<Vec<u8>> {
+    /// A segment, to read entries of.
+    pub fn open_segment(&self, segment: u64) -> io::Result<File> {
+        File::open(segment_path(&self.dir, segment))
+    }
+
+    /// The bytes of an entry of the segment `file`.
+    pub fn read(file: &File, place: Place) -> io::Result<Vec<u8>> {
         let mut buf = vec![0; place.len as usize];
-        File::open(segment_path(&self.dir, place.segment))?
-            .read_exact_at(&mut buf, place.offset)?;
+        file.read_exact_at(&mut buf, place.offset)?;
         Ok(buf)
     }
 
@@ -170,7 +177,7 @@ impl Log {
         held.1 -= u64::from(place.len);
         if held.0 == 0 {
             self.held.remove(&place.segment);
-            if place.segment != self.segment {
+            if self.counted && place.segment != self.segment {
                 remove(&self.dir, place.segment)?;
             }
         }
@@ -189,15 +196,29 @@ impl Log {
     /// Starts the next segment, durably named, and deletes the one it follows if
     /// nothing in that is needed.
     fn roll(&mut self) -> io::Result<()> {
+        // Whatever was written to it is durable before anything goes to the next: a
+        // reader takes a bad frame anywhere but in the last segment for damage.
+        self.file.sync_data()?;
         let next = self.segment + 1;
-        let file = create(&self.dir, next)?;
-        let old = std::mem::replace(&mut self.file, file);
-        drop(old);
+        self.file = create(&self.dir, next)?;
         let previous = std::mem::replace(&mut self.segment, next);
         self.pos = 0;
         self.allocated = EXTEND_BYTES;
-        if !self.held.contains_key(&previous) {
+        if self.counted && !self.held.contains_key(&previous) {
             remove(&self.dir, previous)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes every segment but the active one that holds nothing needed, and from now
+    /// on deletes each as its last needed entry is released: recovery has noted (with
+    /// [`Log::hold`]) everything it kept.
+    pub fn counted(&mut self) -> io::Result<()> {
+        self.counted = true;
+        for n in list(&self.dir)? {
+            if n != self.segment && !self.held.contains_key(&n) {
+                remove(&self.dir, n)?;
+            }
         }
         Ok(())
     }
@@ -207,17 +228,7 @@ impl Log {
 pub fn open(dir: &Path, segment_bytes: u64) -> Result<(Log, Vec<Read>), StoreError> {
     let dir = dir.join("journal");
     fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
-    let mut segments = Vec::new();
-    for entry in fs::read_dir(&dir).map_err(io_err("list", &dir))? {
-        let path = entry.map_err(io_err("list", &dir))?.path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if let Some(n) = name.strip_suffix(SUFFIX) {
-            if let Ok(n) = u64::from_str_radix(n, 16) {
-                segments.push(n);
-            }
-        }
-    }
-    segments.sort_unstable();
+    let segments = list(&dir).map_err(io_err("list", &dir))?;
     let mut read = Vec::new();
     let mut tail = None;
     for (i, &segment) in segments.iter().enumerate() {
@@ -227,8 +238,10 @@ pub fn open(dir: &Path, segment_bytes: u64) -> Result<(Log, Vec<Read>), StoreErr
         let end = match parse(segment, &bytes, &mut read) {
             Ok(end) => end,
             // The last segment ends where the writer stopped: a frame it was writing then
-            // was never flushed, never acknowledged, and is cut.
-            Err(at) if last => at,
+            // was never flushed, never acknowledged, and is cut. Only a frame with
+            // nothing written after it, though: frames are flushed one after another,
+            // so one followed by more is damage, and what follows was acknowledged.
+            Err(at) if last && torn(&bytes, at as usize) => at,
             Err(at) => {
                 return Err(StoreError::Malformed {
                     key: format!("{}@{at}", path.display()),
@@ -253,14 +266,18 @@ pub fn open(dir: &Path, segment_bytes: u64) -> Result<(Log, Vec<Read>), StoreErr
     // Whatever a torn frame left after the end goes (not just its first pages: a power
     // loss can keep any of them), so the next frame written there is followed by
     // zeros, not by the torn frame's tail, once its segment is no longer the last.
+    // It is synced too: the process that wrote its last frames may have died before
+    // their flush, and they must not be lost once this segment is not the last.
     let allocated = if segments.is_empty() {
         EXTEND_BYTES
     } else {
-        if pos < allocated {
+        (if pos < allocated {
             file.set_len(pos)
-                .and_then(|_| file.sync_all())
-                .map_err(io_err("cut", &path))?;
-        }
+        } else {
+            Ok(())
+        })
+        .and_then(|_| file.sync_all())
+        .map_err(io_err("cut", &path))?;
         pos
     };
     let log = Log {
@@ -271,26 +288,40 @@ pub fn open(dir: &Path, segment_bytes: u64) -> Result<(Log, Vec<Read>), StoreErr
         allocated,
         segment_bytes,
         held: BTreeMap::new(),
+        counted: false,
     };
     Ok((log, read))
 }
 
-/// Deletes every segment but the active one that holds nothing needed (after recovery
-/// has noted what it kept).
-pub fn drop_unheld(log: &Log) -> io::Result<()> {
-    for entry in fs::read_dir(&log.dir)? {
-        let path = entry?.path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if let Some(Ok(n)) = name
-            .strip_suffix(SUFFIX)
-            .map(|n| u64::from_str_radix(n, 16))
-        {
-            if n != log.segment && !log.held.contains_key(&n) {
-                fs::remove_file(&path)?;
+/// The segments in `dir`, oldest first.
+fn list(dir: &Path) -> io::Result<Vec<u64>> {
+    let mut segments = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        let name = name.to_str().unwrap_or("");
+        // Only names this module writes: another spelling of the same number would be
+        // read under the path `segment_path` makes.
+        if let Some(n) = name.strip_suffix(SUFFIX).filter(|n| n.len() == 16) {
+            if let Ok(n) = u64::from_str_radix(n, 16) {
+                segments.push(n);
             }
         }
     }
-    Ok(())
+    segments.sort_unstable();
+    Ok(segments)
+}
+
+/// Whether the bad frame at `at` is a torn write: nothing but zeros after the extent
+/// its header claims (a torn header may claim any extent; one past the end is taken
+/// as torn too).
+fn torn(bytes: &[u8], at: usize) -> bool {
+    let claimed = bytes.get(at..at + 4).map_or(0, |b| {
+        u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize
+    });
+    let after = at.saturating_add(HEADER).saturating_add(claimed);
+    bytes
+        .get(after..)
+        .is_none_or(|rest| rest.iter().all(|&b| b == 0))
 }
 
 /// Reads the frames of one segment into `read`; answers where they end, or the offset

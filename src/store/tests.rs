@@ -110,27 +110,57 @@ fn retry_lock<T, E: Into<StoreError>>(
     }
 }
 
-/// Journals `events` one by one as the actor does, snapshotting every `every` events;
-/// answers how many were acknowledged before the writer stopped answering.
+/// The audit entry [`write`] gives each event.
+fn audited() -> [crate::domain::Audit; 1] {
+    [crate::domain::Audit {
+        event: 0,
+        entry: crate::domain::AuditEntry {
+            action: "member.added",
+            target: "t".into(),
+            before: serde_json::Value::Null,
+            after: serde_json::Value::Null,
+        },
+    }]
+}
+
+/// How many audit entries org_t has.
+fn audit_count(store: &Store) -> usize {
+    let org = OrgId::new("org_t");
+    let (mut n, mut before) = (0, None);
+    loop {
+        let page = store.audit_page(&org, before, 100).unwrap();
+        n += page.items.len();
+        match page.next {
+            Some(next) => before = Some(audit::Cursor::parse(&next).unwrap()),
+            None => return n,
+        }
+    }
+}
+
+/// Journals `events` one by one as the actor does, each with an audit entry,
+/// snapshotting every `every` events; answers how many were acknowledged before the
+/// writer stopped answering.
 fn write(dir: &Path, faults: Faults, events: &[Event], every: usize) -> usize {
     let org = OrgId::new("org_t");
     let (store, recovered) = Store::open_with(dir, faults).unwrap();
     assert!(recovered.is_empty());
+    let audit = audited();
     let acked = block_on(async {
         let mut acked = 0;
         let mut since_snapshot = 0;
         for (i, e) in events.iter().enumerate() {
             let seq = i as u64 + 1;
-            let ack = store.append(
-                change(
+            let one = Change {
+                audit: &audit,
+                ..change(
                     &org,
                     seq,
                     Timestamp(2),
                     &Actor::System,
                     std::slice::from_ref(e),
-                ),
-                Durability::Flushed,
-            );
+                )
+            };
+            let ack = store.append(one, Durability::Flushed);
             since_snapshot += 1;
             if since_snapshot == every {
                 store.snapshot(replay(&events[..=i]).snapshot(), seq);
@@ -171,12 +201,14 @@ fn recovery_rebuilds_from_snapshot_then_journal() {
 }
 
 /// Defect 1: the writer stops, as under `kill -9`, after each of its writes in turn,
-/// while snapshots compact the journal; every acknowledged event comes back. Once with
-/// segments so small that they fill, go and are carried all along.
+/// while snapshots compact the journal; every acknowledged event comes back, and the
+/// audit entries of exactly the events that did (each round writes its audit entries to
+/// sled before its frame, so some crashes fall between the two). Once with segments so
+/// small that they fill, go and are carried all along.
 #[test]
 fn a_crash_at_any_write_loses_nothing_acknowledged() {
     let events = history(30);
-    for (die_after, segment_bytes) in (1..=40).flat_map(|n| [(n, None), (n, Some(2048))]) {
+    for (die_after, segment_bytes) in (1..=80).flat_map(|n| [(n, None), (n, Some(2048))]) {
         let dir = tempfile::tempdir().unwrap();
         let faults = Faults {
             die_after_writes: Some(die_after),
@@ -184,12 +216,17 @@ fn a_crash_at_any_write_loses_nothing_acknowledged() {
             ..Faults::default()
         };
         let acked = write(dir.path(), faults, &events, 4);
-        let (_store, recovered) =
+        let (store, recovered) =
             reopen(dir.path()).unwrap_or_else(|e| panic!("crash after write {die_after}: {e}"));
         let seq = recovered.first().map_or(0, |r| r.seq as usize);
         assert!(
             seq >= acked,
             "crash after write {die_after}: {acked} acknowledged, {seq} recovered"
+        );
+        assert_eq!(
+            audit_count(&store),
+            seq,
+            "crash after write {die_after}: audit entries of the recovered events only"
         );
         if let Some(r) = recovered.first() {
             assert_eq!(image(&r.state), image(&replay(&events[..seq])));
@@ -766,9 +803,11 @@ fn a_torn_frame_at_the_end_is_cut_and_written_over() {
     let path = dir.path().join("journal").join(segment);
     let mut bytes = std::fs::read(&path).unwrap();
     let end = frames_end(&bytes);
-    // A header promising more than was written, then part of a payload.
-    bytes[end..end + 4].copy_from_slice(&3000u32.to_le_bytes());
-    bytes[end + 8..end + 8000].fill(0xAB);
+    // A header promising more than reached the disk, then some of its pages: the first
+    // and, as a power loss may leave them, a later one without those between.
+    bytes[end..end + 4].copy_from_slice(&7992u32.to_le_bytes());
+    bytes[end + 8..end + 2000].fill(0xAB);
+    bytes[end + 6000..end + 8000].fill(0xAB);
     std::fs::write(&path, &bytes).unwrap();
 
     let small = Faults {
@@ -924,4 +963,61 @@ fn audit_entries_of_a_cut_frame_are_removed_at_start() {
     };
     assert_eq!(targets(&org), ["kept"]);
     assert!(targets(&OrgId::new("org_z")).is_empty());
+}
+
+/// A sled journal bigger than a segment moves to the log whole and stays there: the
+/// segments it fills are kept (and synced), not deleted as unneeded before recovery has
+/// said what it needs.
+#[test]
+fn a_sled_journal_larger_than_a_segment_moves_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let org = OrgId::new("org_t");
+    let events = history(60);
+    {
+        let db = sled::open(dir.path().join("store")).unwrap();
+        let journal = db.open_tree("journal").unwrap();
+        for (i, e) in events.iter().enumerate() {
+            let mut entry = Entry::new();
+            entry.push(Timestamp(2), &Actor::System, e);
+            journal
+                .insert(journal_key(&org, i as u64 + 1), entry.into_bytes())
+                .unwrap();
+        }
+        db.flush().unwrap();
+    }
+    let small = Faults {
+        segment_bytes: Some(4096),
+        ..Faults::default()
+    };
+    for round in 0..2 {
+        let (store, recovered) =
+            retry_lock(|| Store::open_with(dir.path(), small.clone())).unwrap();
+        assert_eq!(recovered[0].seq, events.len() as u64, "open {round}");
+        assert_eq!(image(&recovered[0].state), image(&replay(&events)));
+        block_on(store.close()).unwrap();
+    }
+    assert!(segment_files(dir.path()).len() > 1);
+}
+
+/// A bad frame in the last segment with frames after it is damage, not a torn write:
+/// the frames after it were flushed and acknowledged, so the store refuses to start
+/// (and cuts nothing).
+#[test]
+fn a_damaged_frame_followed_by_others_in_the_last_segment_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = history(6);
+    assert_eq!(
+        write(dir.path(), Faults::default(), &events, 0),
+        events.len()
+    );
+    let [segment] = &segment_files(dir.path())[..] else {
+        panic!("one segment")
+    };
+    let path = dir.path().join("journal").join(segment);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[20] ^= 0xFF;
+    std::fs::write(&path, &bytes).unwrap();
+    let err = reopen(dir.path()).err().expect("refused");
+    assert!(matches!(err, StoreError::Malformed { .. }), "{err}");
+    assert_eq!(std::fs::read(&path).unwrap(), bytes, "nothing was cut");
 }

@@ -47,7 +47,9 @@ type Done = oneshot::Sender<Result<(), StoreError>>;
 /// Faults to inject, for tests of what a crash at any point leaves on disk.
 #[derive(Debug, Clone, Default)]
 pub struct Faults {
-    /// After this many rounds written, flush what was written and stop as a killed
+    /// After this many durable writes (a round's sled flush of audit entries or
+    /// tombstones, its frame, a carried segment's copy and the deletion of the original
+    /// each count), flush what was written and stop as a killed
     /// process would: nothing more is written (the snapshot thread stops writing too)
     /// and no waiting caller is answered.
     pub die_after_writes: Option<usize>,
@@ -191,11 +193,26 @@ impl Op {
 /// `entries`: the journal entries in the log that no snapshot has superseded yet, per
 /// org, in sequence order.
 fn run(sled: Sled, mut log: Log, rx: Receiver<Op>, mut entries: Entries, faults: Faults) {
-    let mut writes = 0usize;
-    // Whether an injected fault lets the writer write one more round.
-    let mut alive = || {
-        writes += 1;
-        faults.die_after_writes.is_none_or(|n| writes <= n)
+    /// A panic here would leave the actors running ahead of the disk, as a failed
+    /// write would: it ends the process the same way.
+    struct Abort;
+    impl Drop for Abort {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                fail("the store writer panicked");
+            }
+        }
+    }
+    let _abort = Abort;
+    let mut fuse = Fuse {
+        writes: 0,
+        limit: faults.die_after_writes,
+    };
+    // The injected fault: what was written reaches the disk, nothing more.
+    let die = |log: &Log| {
+        faults.dead.store(true, Ordering::SeqCst);
+        let _ = log.sync();
+        let _ = sled.db.flush();
     };
     let mut backlog = Vec::new().into_iter();
     loop {
@@ -210,16 +227,15 @@ fn run(sled: Sled, mut log: Log, rx: Receiver<Op>, mut entries: Entries, faults:
         for op in backlog.by_ref().take(MAX_BATCH_OPS) {
             round.add(op);
         }
-        if !alive() {
-            // The injected fault: what was written reaches the disk, nothing more.
-            faults.dead.store(true, Ordering::SeqCst);
-            let _ = log.sync();
-            let _ = sled.db.flush();
-            return;
-        }
         let started = Instant::now();
         if !round.audit.is_empty() || !round.purged.is_empty() {
+            if fuse.blown() {
+                return die(&log);
+            }
             write_sled(&sled, round.audit, &round.purged);
+        }
+        if fuse.blown() {
+            return die(&log);
         }
         let mut frame = Frame::new();
         let placed: Vec<_> = round
@@ -255,8 +271,9 @@ fn run(sled: Sled, mut log: Log, rx: Receiver<Op>, mut entries: Entries, faults:
                     .push_back(Span { first, last, place });
             }
             log.sync().unwrap_or_else(|e| fail(e));
+            metrics::histogram!(metric::STORE_FLUSH_SECONDS)
+                .record(started.elapsed().as_secs_f64());
         }
-        metrics::histogram!(metric::STORE_FLUSH_SECONDS).record(started.elapsed().as_secs_f64());
         metrics::histogram!(metric::STORE_BATCH_SIZE).record(round.ops as f64);
         for done in round.waiting {
             let _ = done.send(Ok(()));
@@ -283,8 +300,8 @@ fn run(sled: Sled, mut log: Log, rx: Receiver<Op>, mut entries: Entries, faults:
                 tracing::error!(%org, error = %e, "purge of a deleted organization unfinished; the next start finishes it");
             }
         }
-        if rolled {
-            carry(&mut log, &mut entries).unwrap_or_else(|e| fail(e));
+        if rolled && !carry(&mut log, &mut entries, &mut fuse).unwrap_or_else(|e| fail(e)) {
+            return die(&log);
         }
         if round.stop {
             return;
@@ -328,14 +345,17 @@ fn write_sled(sled: &Sled, audit: Vec<(Vec<u8>, Vec<u8>)>, purged: &[OrgId]) {
 /// Writes what sparse old segments still hold again at the end of the log, so the old
 /// files go: an org that journals a little and then idles would otherwise keep its
 /// segment, and every one after it, for ever.
-fn carry(log: &mut Log, entries: &mut Entries) -> std::io::Result<()> {
+///
+/// Answers false if an injected fault stopped it between the copy and the deletion.
+fn carry(log: &mut Log, entries: &mut Entries, fuse: &mut Fuse) -> std::io::Result<bool> {
     for segment in log.sparse().into_iter().take(CARRIED_PER_ROLL) {
         let mut frame = Frame::new();
         let mut moved = Vec::new();
+        let old = log.open_segment(segment)?;
         for (org, spans) in entries.iter() {
             for (i, span) in spans.iter().enumerate() {
                 if span.place.segment == segment {
-                    let at = frame.push(org, span.first, &log.read(span.place)?);
+                    let at = frame.push(org, span.first, &Log::read(&old, span.place)?);
                     moved.push((org.clone(), i, at));
                 }
             }
@@ -343,8 +363,14 @@ fn carry(log: &mut Log, entries: &mut Entries) -> std::io::Result<()> {
         if frame.is_empty() {
             continue;
         }
+        if fuse.blown() {
+            return Ok(false);
+        }
         let (to, base) = log.append(&mut frame)?;
         log.sync()?;
+        if fuse.blown() {
+            return Ok(false);
+        }
         for (org, i, at) in moved {
             let span = &mut entries.get_mut(&org).expect("moved from here")[i];
             let place = Place {
@@ -356,7 +382,21 @@ fn carry(log: &mut Log, entries: &mut Entries) -> std::io::Result<()> {
             log.release(std::mem::replace(&mut span.place, place))?;
         }
     }
-    Ok(())
+    Ok(true)
+}
+
+/// Counts durable writes (sled flushes, frames) for [`Faults::die_after_writes`].
+struct Fuse {
+    writes: usize,
+    limit: Option<usize>,
+}
+
+impl Fuse {
+    /// Whether the injected fault stops the writer before its next durable write.
+    fn blown(&mut self) -> bool {
+        self.writes += 1;
+        self.limit.is_some_and(|n| self.writes > n)
+    }
 }
 
 /// Memory is already ahead of the disk for the events that failed; carrying on would
