@@ -194,7 +194,8 @@ impl Ack {
     }
 }
 
-fn journal_prefix(org: &OrgId) -> Vec<u8> {
+/// `{org}\0`: what an org's audit keys (and the keys of the legacy sled journal) start with.
+fn org_prefix(org: &OrgId) -> Vec<u8> {
     let mut k = Vec::with_capacity(org.as_str().len() + 9);
     k.extend_from_slice(org.as_str().as_bytes());
     k.push(0);
@@ -203,7 +204,7 @@ fn journal_prefix(org: &OrgId) -> Vec<u8> {
 
 #[cfg(test)]
 fn journal_key(org: &OrgId, seq: u64) -> Vec<u8> {
-    let mut k = journal_prefix(org);
+    let mut k = org_prefix(org);
     k.extend_from_slice(&seq.to_be_bytes());
     k
 }
@@ -384,7 +385,7 @@ impl Store {
     /// An organization's audit entries of events up to `seq`, as sled keys and values
     /// (a backup's, beside the org's snapshot after event `seq`).
     pub fn audit_through(&self, org: &OrgId, seq: u64) -> Result<Vec<backup::Raw>, StoreError> {
-        let prefix = journal_prefix(org);
+        let prefix = org_prefix(org);
         let mut entries = Vec::new();
         for kv in self.audit.scan_prefix(&prefix) {
             let (key, value) = kv?;
@@ -466,7 +467,7 @@ enum Encode {
 /// entries are the writer's to release). Not atomic, and not flushed: only ever run
 /// once the org's tombstone is durable.
 fn purge(snapshots: &Path, audit: &sled::Tree, org: &OrgId) -> Result<(), StoreError> {
-    for key in audit.scan_prefix(journal_prefix(org)).keys() {
+    for key in audit.scan_prefix(org_prefix(org)).keys() {
         audit.remove(key?)?;
     }
     snapfiles::remove(snapshots, org)
