@@ -24,6 +24,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
 
 use super::StoreError;
 use crate::domain::OrgId;
@@ -116,6 +118,57 @@ pub struct Log {
     /// Whether `held` is complete: until recovery has noted what it kept, a segment
     /// that looks unheld may hold what it needs, and nothing is deleted.
     counted: bool,
+    /// The next segment, being created ahead on a thread of its own: zeroing and
+    /// syncing it, and syncing the directory, took milliseconds every acknowledgement
+    /// waited for.
+    next: Option<JoinHandle<io::Result<File>>>,
+    reaper: Reaper,
+}
+
+/// Deletes segment files on a thread of its own: unlinking a 64 MiB segment took 15-19
+/// ms here (its page cache and extents freed), and a snapshot of a large org frees
+/// several at once; on the writer every acknowledgement waited behind them. A file not
+/// deleted when the process stops is deleted at the next start.
+struct Reaper {
+    tx: Option<mpsc::Sender<PathBuf>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Reaper {
+    fn spawn() -> io::Result<Reaper> {
+        let (tx, rx) = mpsc::channel::<PathBuf>();
+        let thread = std::thread::Builder::new()
+            .name("store-reaper".into())
+            .spawn(move || {
+                for path in rx {
+                    if let Err(e) = fs::remove_file(&path) {
+                        if e.kind() != io::ErrorKind::NotFound {
+                            tracing::warn!(path = %path.display(), error = %e, "journal segment not deleted; the next start deletes it");
+                        }
+                    }
+                }
+            })?;
+        Ok(Reaper {
+            tx: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    fn remove(&self, path: PathBuf) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(path);
+        }
+    }
+}
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        // What was handed over is deleted before the log is gone (tests count files).
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 impl Log {
@@ -126,6 +179,14 @@ impl Log {
         let len = bytes.len() as u64;
         if self.pos > 0 && self.pos + len > self.segment_bytes {
             self.roll()?;
+        }
+        if self.next.is_none() && self.pos + len > self.segment_bytes / 2 {
+            let (dir, n) = (self.dir.clone(), self.segment + 1);
+            self.next = Some(
+                std::thread::Builder::new()
+                    .name("store-segment".into())
+                    .spawn(move || create(&dir, n))?,
+            );
         }
         if self.pos + len > self.allocated {
             // One chunk more than needed, so the frame is followed by a zero length.
@@ -169,19 +230,18 @@ impl Log {
     }
 
     /// Notes an entry as no longer needed; deletes its segment when that held the last.
-    pub fn release(&mut self, place: Place) -> io::Result<()> {
+    pub fn release(&mut self, place: Place) {
         let Some(held) = self.held.get_mut(&place.segment) else {
-            return Ok(());
+            return;
         };
         held.0 -= 1;
         held.1 -= u64::from(place.len);
         if held.0 == 0 {
             self.held.remove(&place.segment);
             if self.counted && place.segment != self.segment {
-                remove(&self.dir, place.segment)?;
+                self.reaper.remove(segment_path(&self.dir, place.segment));
             }
         }
-        Ok(())
     }
 
     /// Old segments worth carrying: little of them is still needed, oldest first.
@@ -200,12 +260,17 @@ impl Log {
         // reader takes a bad frame anywhere but in the last segment for damage.
         self.file.sync_data()?;
         let next = self.segment + 1;
-        self.file = create(&self.dir, next)?;
+        self.file = match self.next.take() {
+            Some(created) => created
+                .join()
+                .map_err(|_| io::Error::other("segment creation panicked"))??,
+            None => create(&self.dir, next)?,
+        };
         let previous = std::mem::replace(&mut self.segment, next);
         self.pos = 0;
         self.allocated = EXTEND_BYTES;
         if self.counted && !self.held.contains_key(&previous) {
-            remove(&self.dir, previous)?;
+            self.reaper.remove(segment_path(&self.dir, previous));
         }
         Ok(())
     }
@@ -228,7 +293,24 @@ impl Log {
 pub fn open(dir: &Path, segment_bytes: u64) -> Result<(Log, Vec<Read>), StoreError> {
     let dir = dir.join("journal");
     fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
-    let segments = list(&dir).map_err(io_err("list", &dir))?;
+    let mut segments = list(&dir).map_err(io_err("list", &dir))?;
+    // A segment created ahead that a crash left before anything was written to it is
+    // not where the writer stopped: the one before it is.
+    while segments.len() > 1 {
+        let path = segment_path(&dir, *segments.last().expect("more than one"));
+        let mut head = [0u8; HEADER];
+        let empty = File::open(&path)
+            .and_then(|f| match f.read_exact_at(&mut head, 0) {
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(true),
+                read => read.map(|()| head == [0; HEADER]),
+            })
+            .map_err(io_err("read", &path))?;
+        if !empty {
+            break;
+        }
+        fs::remove_file(&path).map_err(io_err("remove", &path))?;
+        segments.pop();
+    }
     let mut read = Vec::new();
     let mut tail = None;
     for (i, &segment) in segments.iter().enumerate() {
@@ -280,6 +362,7 @@ pub fn open(dir: &Path, segment_bytes: u64) -> Result<(Log, Vec<Read>), StoreErr
         .map_err(io_err("cut", &path))?;
         pos
     };
+    let reaper = Reaper::spawn().map_err(io_err("start the reaper of", &dir))?;
     let log = Log {
         dir,
         file,
@@ -289,6 +372,8 @@ pub fn open(dir: &Path, segment_bytes: u64) -> Result<(Log, Vec<Read>), StoreErr
         segment_bytes,
         held: BTreeMap::new(),
         counted: false,
+        next: None,
+        reaper,
     };
     Ok((log, read))
 }

@@ -789,9 +789,10 @@ fn append_all(store: Store, first: u64, events: &[Event]) {
     });
 }
 
-/// A frame a crash cut short at the end of the log is dropped, and what is written
-/// after it, into the next segments too, reads back: the torn bytes were cleared, or
-/// they would read as damage once their segment is no longer the last.
+/// A frame a crash cut short at the end of the log is dropped (also when the next
+/// segment was already created, empty), and what is written after it, into the next
+/// segments too, reads back: the torn bytes were cleared, or they would read as damage
+/// once their segment is no longer the last.
 #[test]
 fn a_torn_frame_at_the_end_is_cut_and_written_over() {
     let dir = tempfile::tempdir().unwrap();
@@ -809,6 +810,9 @@ fn a_torn_frame_at_the_end_is_cut_and_written_over() {
     bytes[end + 8..end + 2000].fill(0xAB);
     bytes[end + 6000..end + 8000].fill(0xAB);
     std::fs::write(&path, &bytes).unwrap();
+    // And the next segment, created ahead, with nothing written to it yet.
+    let ahead = dir.path().join("journal").join(format!("{:016x}.log", 2));
+    std::fs::write(&ahead, vec![0u8; 1 << 20]).unwrap();
 
     let small = Faults {
         segment_bytes: Some(4096),

@@ -283,7 +283,7 @@ fn run(sled: Sled, mut log: Log, rx: Receiver<Op>, mut entries: Entries, faults:
         for (org, seq) in round.snapshotted {
             if let Some(held) = entries.get_mut(&org) {
                 while let Some(span) = held.front().filter(|s| s.last <= seq) {
-                    log.release(span.place).unwrap_or_else(|e| fail(e));
+                    log.release(span.place);
                     held.pop_front();
                 }
                 if held.is_empty() {
@@ -294,7 +294,7 @@ fn run(sled: Sled, mut log: Log, rx: Receiver<Op>, mut entries: Entries, faults:
         // The tombstone is durable: a crash from here on is finished by recovery.
         for org in round.purged {
             for span in entries.remove(&org).unwrap_or_default() {
-                log.release(span.place).unwrap_or_else(|e| fail(e));
+                log.release(span.place);
             }
             if let Err(e) = super::purge(&sled.snapshots, &sled.audit, &org) {
                 tracing::error!(%org, error = %e, "purge of a deleted organization unfinished; the next start finishes it");
@@ -379,7 +379,7 @@ fn carry(log: &mut Log, entries: &mut Entries, fuse: &mut Fuse) -> std::io::Resu
                 len: span.place.len,
             };
             log.hold(place);
-            log.release(std::mem::replace(&mut span.place, place))?;
+            log.release(std::mem::replace(&mut span.place, place));
         }
     }
     Ok(true)
