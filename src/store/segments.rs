@@ -125,6 +125,16 @@ pub struct Log {
     reaper: Reaper,
 }
 
+impl Drop for Log {
+    fn drop(&mut self) {
+        // A segment still being created would appear after the log is gone, and a log
+        // opened on the same directory in this process could then fail to create it.
+        if let Some(next) = self.next.take() {
+            let _ = next.join();
+        }
+    }
+}
+
 /// Deletes segment files on a thread of its own: unlinking a 64 MiB segment took 15-19
 /// ms here (its page cache and extents freed), and a snapshot of a large org frees
 /// several at once; on the writer every acknowledgement waited behind them. A file not
