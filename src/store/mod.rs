@@ -580,7 +580,9 @@ fn spawn_encoder(
                     Encode::Snapshot(snapshot, seq) => {
                         let value = snapshot::encode(&snapshot, seq);
                         let (done, flushed) = oneshot::channel();
-                        if !writer.send(Op::Barrier { done }, true)
+                        // Not urgent: a round within the lazy delay will do, with no
+                        // flush of its own.
+                        if !writer.send(Op::Barrier { done }, false)
                             || !matches!(flushed.blocking_recv(), Ok(Ok(())))
                             || dead.load(std::sync::atomic::Ordering::SeqCst)
                         {

@@ -290,8 +290,10 @@ impl Log {
     /// [`Log::hold`]) everything it kept.
     pub fn counted(&mut self) -> io::Result<()> {
         self.counted = true;
+        // Only older ones: a newer one is the next, being created ahead (empty ones a
+        // crash left were removed at open).
         for n in list(&self.dir)? {
-            if n != self.segment && !self.held.contains_key(&n) {
+            if n < self.segment && !self.held.contains_key(&n) {
                 remove(&self.dir, n)?;
             }
         }
@@ -330,11 +332,12 @@ pub fn open(dir: &Path, segment_bytes: u64) -> Result<(Log, Vec<Read>), StoreErr
         let end = match parse(segment, &bytes, &mut read) {
             Ok(end) => end,
             // The last segment ends where the writer stopped: a frame it was writing then
-            // was never flushed, never acknowledged, and is cut. Only a frame with
-            // nothing written after it, though: frames are flushed one after another,
-            // so one followed by more is damage, and what follows was acknowledged.
-            Err(at) if last && torn(&bytes, at as usize) => at,
-            Err(at) => {
+            // was never flushed, never acknowledged, and is cut.
+            Err(Bad::Unsound(at)) if last && torn(&bytes, at as usize) => {
+                keep_cut(&path, &bytes, at).map_err(io_err("keep the cut tail of", &path))?;
+                at
+            }
+            Err(Bad::Unsound(at) | Bad::Garbled(at)) => {
                 return Err(StoreError::Malformed {
                     key: format!("{}@{at}", path.display()),
                 })
@@ -406,22 +409,25 @@ fn list(dir: &Path) -> io::Result<Vec<u64>> {
     Ok(segments)
 }
 
-/// Whether the bad frame at `at` is a torn write: nothing but zeros after the extent
-/// its header claims (a torn header may claim any extent; one past the end is taken
-/// as torn too).
+/// Whether the bad frame at `at` is a torn write: no sound frame starts anywhere after
+/// it. Frames are flushed one after another, so one followed by a sound frame is
+/// damage, and what follows was acknowledged. (Its header cannot be trusted to say
+/// where it ends: a power loss can keep some of a header's bytes and not others.) Only
+/// run at start, on the last segment, after a crash.
 fn torn(bytes: &[u8], at: usize) -> bool {
-    let claimed = bytes.get(at..at + 4).map_or(0, |b| {
-        u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize
-    });
-    let after = at.saturating_add(HEADER).saturating_add(claimed);
-    bytes
-        .get(after..)
-        .is_none_or(|rest| rest.iter().all(|&b| b == 0))
+    !(at + 1..bytes.len().saturating_sub(HEADER)).any(|p| {
+        let len = u32::from_le_bytes(bytes[p..p + 4].try_into().expect("4 bytes")) as usize;
+        let crc = u32::from_le_bytes(bytes[p + 4..p + HEADER].try_into().expect("4 bytes"));
+        len > 0
+            && bytes
+                .get(p + HEADER..p + HEADER + len)
+                .is_some_and(|payload| crc32fast::hash(payload) == crc)
+    })
 }
 
 /// Reads the frames of one segment into `read`; answers where they end, or the offset
 /// of the first frame that is not whole and sound (those before it are read).
-fn parse(segment: u64, bytes: &[u8], read: &mut Vec<Read>) -> Result<u64, u64> {
+fn parse(segment: u64, bytes: &[u8], read: &mut Vec<Read>) -> Result<u64, Bad> {
     let mut pos = 0usize;
     loop {
         let Some(header) = bytes.get(pos..pos + HEADER) else {
@@ -433,14 +439,25 @@ fn parse(segment: u64, bytes: &[u8], read: &mut Vec<Read>) -> Result<u64, u64> {
         }
         let crc = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
         let start = pos + HEADER;
-        let payload = bytes.get(start..start + len).ok_or(pos as u64)?;
+        let unsound = Bad::Unsound(pos as u64);
+        let payload = bytes.get(start..start + len).ok_or(unsound)?;
         if crc32fast::hash(payload) != crc {
-            return Err(pos as u64);
+            return Err(unsound);
         }
-        let found = groups(segment, start as u64, payload).ok_or(pos as u64)?;
+        // Sound, so written whole as it is: not a torn write, whatever follows.
+        let found = groups(segment, start as u64, payload).ok_or(Bad::Garbled(pos as u64))?;
         read.extend(found);
         pos = start + len;
     }
+}
+
+/// A frame `parse` cannot read, by offset.
+#[derive(Clone, Copy)]
+enum Bad {
+    /// Cut short or failing its CRC: torn, if nothing sound follows it.
+    Unsound(u64),
+    /// Sound, and still not a frame this version wrote.
+    Garbled(u64),
 }
 
 /// Decodes a frame's payload, at `base` in `segment`, into its entries.
@@ -471,6 +488,21 @@ fn groups(segment: u64, base: u64, payload: &[u8]) -> Option<Vec<Read>> {
         });
     }
     Some(found)
+}
+
+/// Keeps a copy of what is cut from a segment, in `{segment}.log.cut-{offset}` (not read
+/// again), so that a cut taken wrongly for a torn write can still be looked at.
+fn keep_cut(path: &Path, bytes: &[u8], at: u64) -> io::Result<()> {
+    let tail = &bytes[at as usize..];
+    let end = tail.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    if end == 0 {
+        return Ok(());
+    }
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".cut-{at}"));
+    let copy = File::create(&name)?;
+    copy.write_all_at(&tail[..end], 0)?;
+    copy.sync_all()
 }
 
 fn zero(file: &File, at: u64, len: u64) -> io::Result<()> {

@@ -25,7 +25,13 @@ pub(super) fn open(dir: &Path, db: &sled::Db) -> Result<PathBuf, StoreError> {
     for entry in fs::read_dir(&snapshots).map_err(io("list", &snapshots))? {
         let path = entry.map_err(io("list", &snapshots))?.path();
         if path.to_string_lossy().ends_with(TEMPORARY) {
-            fs::remove_file(&path).map_err(io("remove", &path))?;
+            // Gone already if a snapshot thread of this process still finishing renamed it.
+            match fs::remove_file(&path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                    return Err(io("remove", &path)(e))
+                }
+                _ => {}
+            }
         }
     }
     let legacy = db.open_tree("snapshots")?;

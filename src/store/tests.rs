@@ -820,6 +820,8 @@ fn a_torn_frame_at_the_end_is_cut_and_written_over() {
     };
     let (store, recovered) = retry_lock(|| Store::open_with(dir.path(), small.clone())).unwrap();
     assert_eq!(recovered[0].seq, 4, "the torn frame is cut");
+    let cut = path.with_extension(format!("log.cut-{end}"));
+    assert_eq!(std::fs::read(cut).unwrap().len(), 8000, "and kept aside");
     append_all(store, 5, &events[4..]);
     assert!(
         segment_files(dir.path()).len() > 1,
@@ -993,14 +995,21 @@ fn a_sled_journal_larger_than_a_segment_moves_whole() {
         segment_bytes: Some(4096),
         ..Faults::default()
     };
+    let (store, recovered) = Store::open_with(dir.path(), small.clone()).unwrap();
+    assert_eq!(recovered[0].seq, events.len() as u64);
+    assert_eq!(image(&recovered[0].state), image(&replay(&events)));
+    // Journaling on after the move, past the segment created ahead while it ran:
+    // nothing may have been deleted as unneeded.
+    let more = history(100);
+    append_all(store, events.len() as u64 + 1, &more[events.len()..]);
+    assert!(segment_files(dir.path()).len() > 1);
     for round in 0..2 {
         let (store, recovered) =
             retry_lock(|| Store::open_with(dir.path(), small.clone())).unwrap();
-        assert_eq!(recovered[0].seq, events.len() as u64, "open {round}");
-        assert_eq!(image(&recovered[0].state), image(&replay(&events)));
+        assert_eq!(recovered[0].seq, more.len() as u64, "open {round}");
+        assert_eq!(image(&recovered[0].state), image(&replay(&more)));
         block_on(store.close()).unwrap();
     }
-    assert!(segment_files(dir.path()).len() > 1);
 }
 
 /// A bad frame in the last segment with frames after it is damage, not a torn write:
@@ -1018,10 +1027,14 @@ fn a_damaged_frame_followed_by_others_in_the_last_segment_refuses_to_start() {
         panic!("one segment")
     };
     let path = dir.path().join("journal").join(segment);
-    let mut bytes = std::fs::read(&path).unwrap();
-    bytes[20] ^= 0xFF;
-    std::fs::write(&path, &bytes).unwrap();
-    let err = reopen(dir.path()).err().expect("refused");
-    assert!(matches!(err, StoreError::Malformed { .. }), "{err}");
-    assert_eq!(std::fs::read(&path).unwrap(), bytes, "nothing was cut");
+    let sound = std::fs::read(&path).unwrap();
+    // A flipped payload byte, and a length that now claims past the end of the file.
+    for (at, flip) in [(20, 0xFF), (3, 0x01)] {
+        let mut bytes = sound.clone();
+        bytes[at] ^= flip;
+        std::fs::write(&path, &bytes).unwrap();
+        let err = reopen(dir.path()).err().expect("refused");
+        assert!(matches!(err, StoreError::Malformed { .. }), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), bytes, "nothing was cut");
+    }
 }

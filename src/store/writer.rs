@@ -49,9 +49,9 @@ type Done = oneshot::Sender<Result<(), StoreError>>;
 pub struct Faults {
     /// After this many durable writes (a round's sled flush of audit entries or
     /// tombstones, its frame, a carried segment's copy and the deletion of the original
-    /// each count), flush what was written and stop as a killed
-    /// process would: nothing more is written (the snapshot thread stops writing too)
-    /// and no waiting caller is answered.
+    /// each count), flush what was written and stop as a killed process would: nothing
+    /// more is written (the snapshot thread stops writing too) and no waiting caller is
+    /// answered.
     pub die_after_writes: Option<usize>,
     /// A smaller segment size than [`super::segments::SEGMENT_BYTES`], so that tests
     /// fill, carry and delete segments.
@@ -114,6 +114,7 @@ pub(super) fn spawn(
         .spawn(move || run(sled, log, rx, entries, faults))
         .expect("spawn store writer")
 }
+
 /// One org's records of a round, joined into one journal entry.
 struct Group {
     org: OrgId,
@@ -234,9 +235,6 @@ fn run(sled: Sled, mut log: Log, rx: Receiver<Op>, mut entries: Entries, faults:
             }
             write_sled(&sled, round.audit, &round.purged);
         }
-        if fuse.blown() {
-            return die(&log);
-        }
         let mut frame = Frame::new();
         let placed: Vec<_> = round
             .groups
@@ -255,6 +253,9 @@ fn run(sled: Sled, mut log: Log, rx: Receiver<Op>, mut entries: Entries, faults:
             .collect();
         let mut rolled = false;
         if !frame.is_empty() {
+            if fuse.blown() {
+                return die(&log);
+            }
             let before = log.segment();
             let (segment, base) = log.append(&mut frame).unwrap_or_else(|e| fail(e));
             rolled = segment != before;
@@ -346,7 +347,7 @@ fn write_sled(sled: &Sled, audit: Vec<(Vec<u8>, Vec<u8>)>, purged: &[OrgId]) {
 /// files go: an org that journals a little and then idles would otherwise keep its
 /// segment, and every one after it, for ever.
 ///
-/// Answers false if an injected fault stopped it between the copy and the deletion.
+/// Answers false if an injected fault stopped it before the copy or before the deletion.
 fn carry(log: &mut Log, entries: &mut Entries, fuse: &mut Fuse) -> std::io::Result<bool> {
     for segment in log.sparse().into_iter().take(CARRIED_PER_ROLL) {
         let mut frame = Frame::new();
