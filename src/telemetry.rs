@@ -121,6 +121,21 @@ pub struct Figures {
     pub recovery_micros: AtomicU64,
 }
 
+impl Figures {
+    /// All zero, with room for `pool_series_limit` pools' series.
+    const fn new(pool_series_limit: usize) -> Figures {
+        Figures {
+            leases: Padded(AtomicI64::new(0)),
+            orgs: AtomicI64::new(0),
+            mailbox: Padded(AtomicI64::new(0)),
+            labelled_pools: AtomicUsize::new(0),
+            unlabelled_pools: AtomicI64::new(0),
+            pool_series_limit: AtomicUsize::new(pool_series_limit),
+            recovery_micros: AtomicU64::new(0),
+        }
+    }
+}
+
 /// A value on a cache line (pair) of its own: the figures changed on every request do
 /// not make the cores fight over the line the others share.
 #[repr(align(128))]
@@ -135,15 +150,7 @@ impl<T> std::ops::Deref for Padded<T> {
 
 /// The process's figures.
 pub fn figures() -> &'static Figures {
-    static FIGURES: Figures = Figures {
-        leases: Padded(AtomicI64::new(0)),
-        orgs: AtomicI64::new(0),
-        mailbox: Padded(AtomicI64::new(0)),
-        labelled_pools: AtomicUsize::new(0),
-        unlabelled_pools: AtomicI64::new(0),
-        pool_series_limit: AtomicUsize::new(1000),
-        recovery_micros: AtomicU64::new(0),
-    };
+    static FIGURES: Figures = Figures::new(1000);
     &FIGURES
 }
 
@@ -333,22 +340,14 @@ fn describe() {
 
 #[cfg(test)]
 mod tests {
-    use super::{Figures, Outcome, Padded};
-    use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+    use super::{Figures, Outcome};
+    use std::sync::atomic::Ordering;
 
     /// One place: the second pool is refused and counted without series, gets the place
     /// once the first gives it back, and both counts end at zero.
     #[test]
     fn a_refused_pool_gets_a_series_once_a_place_frees() {
-        let f = Figures {
-            leases: Padded(AtomicI64::new(0)),
-            orgs: AtomicI64::new(0),
-            mailbox: Padded(AtomicI64::new(0)),
-            labelled_pools: AtomicUsize::new(0),
-            unlabelled_pools: AtomicI64::new(0),
-            pool_series_limit: AtomicUsize::new(1),
-            recovery_micros: AtomicU64::new(0),
-        };
+        let f = Figures::new(1);
         let counts = |f: &Figures| {
             (
                 f.labelled_pools.load(Ordering::Relaxed),

@@ -167,16 +167,8 @@ async fn a_waiter_whose_client_left_gets_no_seat() {
     let pool = app.floating_pool(&org, "kre", 1, 60).await;
     let (_, held) = app.acquire(&org.owner_key, "kre", "holder").await;
     for ghost in ["ghost-A", "ghost-B"] {
-        let body = json!({"product": "kre", "wait_seconds": 30, "fingerprint": ghost}).to_string();
         let mut conn = std::net::TcpStream::connect(app.addr()).unwrap();
-        write!(
-            conn,
-            "POST /v1/sessions HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {}\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            org.owner_key,
-            body.len()
-        )
-        .unwrap();
+        crate::helpers::send_queued_acquire(&mut conn, &org.owner_key, ghost);
         waiting(&app, &org, &pool, 1).await;
         // The client gives up, like `curl -m 2`.
         drop(conn);

@@ -338,3 +338,18 @@ impl TestApp {
         }
     }
 }
+
+/// Writes, by hand, an acquire that queues up to 30 s for a seat of `kre` on `conn`: a
+/// client that then goes away without reading the answer.
+pub fn send_queued_acquire(conn: &mut impl std::io::Write, key: &str, fingerprint: &str) {
+    let body =
+        json!({"product": "kre", "wait_seconds": 30, "fingerprint": fingerprint}).to_string();
+    write!(
+        conn,
+        "POST /v1/sessions HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {key}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    conn.flush().unwrap();
+}

@@ -221,17 +221,7 @@ async fn a_waiter_that_left_over_tls_gets_no_seat() {
         let name = "127.0.0.1".try_into().unwrap();
         let conn = rustls::ClientConnection::new(config.clone(), name).unwrap();
         let mut tls = rustls::StreamOwned::new(conn, std::net::TcpStream::connect(&addr).unwrap());
-        let body = serde_json::json!({"product": "kre", "wait_seconds": 30, "fingerprint": ghost})
-            .to_string();
-        write!(
-            tls,
-            "POST /v1/sessions HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {}\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            org.owner_key,
-            body.len()
-        )
-        .unwrap();
-        tls.flush().unwrap();
+        crate::helpers::send_queued_acquire(&mut tls, &org.owner_key, ghost);
         crate::helpers::eventually(
             "one waiting",
             std::time::Duration::from_secs(10),
