@@ -419,13 +419,17 @@ impl OrgHandle {
     }
 
     /// Acquires a seat, waiting up to `wait` for one. `gone` tells whether the caller
-    /// has left; a waiter that has is never granted a seat.
-    pub async fn acquire(
+    /// has left; a waiter that has is never granted a seat. `prepare` makes the answer
+    /// from the lease (the token is signed there) while its flush is in flight: the
+    /// answer is handed back only once the lease is durable, but the flush's wait no
+    /// longer adds the signing to every acquire of its round.
+    pub async fn acquire<T>(
         &self,
         request: AcquireRequest,
         wait: Duration,
         gone: Option<GoneProbe>,
-    ) -> Result<Acquired, ActorError> {
+        prepare: impl FnOnce(&Acquired) -> T,
+    ) -> Result<(Acquired, T), ActorError> {
         // Copied only when the line will be logged: this is the acquire path.
         let logged = tracing::enabled!(tracing::Level::DEBUG)
             .then(|| (request.member.clone(), request.product.clone()));
@@ -435,21 +439,31 @@ impl OrgHandle {
             gone,
         });
         let (queued, answer) = match reply.await.and_then(|r| r) {
-            Ok(AcquireReply::Granted(acquired, ack)) => (
-                false,
-                ack.durable().await.map(|()| acquired).map_err(Into::into),
-            ),
-            Ok(AcquireReply::Queued(rx)) => (true, rx.await.unwrap_or_else(|_| Err(self.gone()))),
+            Ok(AcquireReply::Granted(acquired, ack)) => {
+                let prepared = prepare(&acquired);
+                let durable = ack.durable().await.map_err(ActorError::from);
+                (false, durable.map(|()| (acquired, prepared)))
+            }
+            Ok(AcquireReply::Queued(rx)) => {
+                let answer = rx.await.unwrap_or_else(|_| Err(self.gone()));
+                (
+                    true,
+                    answer.map(|a| {
+                        let prepared = prepare(&a);
+                        (a, prepared)
+                    }),
+                )
+            }
             Err(e) => (false, Err(e)),
         };
-        let outcome = outcome(queued, &answer);
+        let outcome = outcome(queued, answer.as_ref().map(|(a, _)| a));
         outcome.count();
         if let Some((member, product)) = logged {
             tracing::debug!(
                 member = member.as_str(),
                 product = product.as_str(),
                 outcome = outcome.as_str(),
-                session = answer.as_ref().ok().map(|a| a.lease.id.as_str()),
+                session = answer.as_ref().ok().map(|(a, _)| a.lease.id.as_str()),
                 "acquire"
             );
         }
@@ -727,7 +741,7 @@ impl OrgHandle {
 }
 
 /// How an acquire ended, for the metrics.
-fn outcome(queued: bool, answer: &Result<Acquired, ActorError>) -> Outcome {
+fn outcome(queued: bool, answer: Result<&Acquired, &ActorError>) -> Outcome {
     match answer {
         Ok(a) if !a.fresh => Outcome::Renewed,
         Ok(_) if queued => Outcome::Waited,

@@ -160,13 +160,16 @@ pub async fn acquire(
     };
     // Only a request that may queue needs to know whether its caller is still there.
     let gone = if wait > 0 { peer::probe(&req) } else { None };
-    let acquired = org
-        .acquire(request, Duration::from_secs(wait), gone)
+    let signer = &state.signer;
+    let (acquired, token) = org
+        .acquire(request, Duration::from_secs(wait), gone, |a| {
+            token(signer, key.org.as_str(), &a.lease)
+        })
         .await?;
     let lease = &acquired.lease;
     let body = Granted {
         session_id: lease.id.as_str(),
-        token: token(&state.signer, key.org.as_str(), lease),
+        token,
         expires_at: rfc3339(lease.expires_at),
         heartbeat_interval_seconds: lease.heartbeat_interval_seconds(),
         product: &lease.product,
