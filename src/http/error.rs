@@ -150,8 +150,8 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         let (status, code, mut body) = self.parts();
         let message = if status.is_server_error() {
-            // Internals stay in the log; the client learns only that it failed.
-            tracing::error!(error = %self, "request failed");
+            // Internals stay in the log (`trace_request` logs the cause); the client
+            // learns only that it failed.
             "internal error".to_owned()
         } else {
             self.to_string()

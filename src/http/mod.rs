@@ -29,6 +29,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::http::Method;
 use actix_web::middleware::Next;
+use actix_web::HttpMessage;
 use actix_web::{web, Error};
 use metrics::{Counter, Histogram};
 use tracing::Instrument;
@@ -119,9 +120,15 @@ pub async fn record_metrics(
 
 /// Gives every request an id and a span carrying it, so every line logged on its
 /// behalf (the handler's, and its org actor's while handling it) names it; answers the
-/// id in `X-Request-Id`, and logs the request when the access log is on. A client's own
-/// `X-Request-Id` is kept if it is 1-64 characters of `[A-Za-z0-9._-]` (it reaches the
-/// logs), else replaced.
+/// id in `X-Request-Id`, logs a failure (5xx) with its cause, and logs the request when
+/// the access log is on. A client's own `X-Request-Id` is kept if it is 1-64 characters
+/// of `[A-Za-z0-9._-]` (it reaches the logs), else replaced.
+///
+/// On the runtime routes (`/v1/sessions…`) nothing is logged at `info` unless the
+/// request fails, and making the span was the largest cost of this middleware (~1 µs a
+/// request: the subscriber formats its field and tracks it at every poll): there, unless
+/// debug lines or the access log are on, the span is made only when a line is logged
+/// ([`lazy_span`]).
 pub async fn trace_request(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -131,24 +138,55 @@ pub async fn trace_request(
         _ => HeaderValue::from_str(&format!("{:016x}", rand::random::<u64>()))
             .expect("hex is a valid header value"),
     };
-    let span = tracing::info_span!("request", request_id = id.to_str().unwrap_or_default());
     let logged = req
         .app_data::<web::Data<AppState>>()
         .is_some_and(|s| s.access_log)
         .then(|| (req.method().clone(), loggable(req.path()), Instant::now()));
-    let mut res = next.call(req).instrument(span.clone()).await?;
-    if let Some((method, path, started)) = logged {
+    let lazy = logged.is_none()
+        && req.path().starts_with("/v1/sessions")
+        && tracing::level_filters::LevelFilter::current() < tracing::Level::DEBUG;
+    let (mut res, span) = if lazy {
+        req.extensions_mut().insert(RequestId(id.clone()));
+        (next.call(req).await?, None)
+    } else {
+        let span = request_span(&id);
+        (next.call(req).instrument(span.clone()).await?, Some(span))
+    };
+    let failed = res.status().is_server_error();
+    if failed || logged.is_some() {
+        let span = span.unwrap_or_else(|| request_span(&id));
         let _in_request = span.enter();
-        tracing::info!(
-            method = method.as_str(),
-            path,
-            status = res.status().as_u16(),
-            micros = started.elapsed().as_micros() as u64,
-            "request"
-        );
+        if let Some(e) = res.response().error().filter(|_| failed) {
+            // Internals stay in the log; the client learned only that it failed.
+            tracing::error!(error = %e, "request failed");
+        }
+        if let Some((method, path, started)) = logged {
+            tracing::info!(
+                method = method.as_str(),
+                path,
+                status = res.status().as_u16(),
+                micros = started.elapsed().as_micros() as u64,
+                "request"
+            );
+        }
     }
     res.headers_mut().insert(REQUEST_ID, id);
     Ok(res)
+}
+
+/// The id of a request whose span [`trace_request`] left to be made when needed.
+#[derive(Clone)]
+struct RequestId(HeaderValue);
+
+fn request_span(id: &HeaderValue) -> tracing::Span {
+    tracing::info_span!("request", request_id = id.to_str().unwrap_or_default())
+}
+
+/// The span to log a line of `req` in: `None` when the request's span is already
+/// current, else one made now (see [`trace_request`]).
+pub(crate) fn lazy_span(req: &actix_web::HttpRequest) -> Option<tracing::Span> {
+    let id = req.extensions().get::<RequestId>()?.0.clone();
+    Some(request_span(&id))
 }
 
 /// A path for the access log: members are addressed by e-mail too, and a segment that

@@ -46,6 +46,7 @@ pub(crate) fn probe(req: &HttpRequest) -> Option<GoneProbe> {
         Err(e) => {
             // The waiter still queues; only a reply channel closed by actix then tells
             // that its caller left.
+            let _in_request = super::lazy_span(req).map(tracing::Span::entered);
             tracing::warn!(error = %e, "cannot watch a waiting client's connection");
             return None;
         }
