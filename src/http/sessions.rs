@@ -11,7 +11,7 @@ use super::{peer, ApiError, AppState, Caller, Filter, Json, PageQuery};
 use crate::actors;
 use crate::domain::lease::{check_fingerprint, check_meta};
 use crate::domain::pool::check_product;
-use crate::domain::{AcquireRequest, Lease, SessionFilter, SessionRow, Timestamp};
+use crate::domain::{AcquireRequest, Acquired, Lease, SessionFilter, SessionRow, Timestamp};
 use crate::tokens::{LeaseClaims, Signer, ISSUER};
 
 #[derive(Deserialize, ToSchema)]
@@ -160,26 +160,33 @@ pub async fn acquire(
     };
     // Only a request that may queue needs to know whether its caller is still there.
     let gone = if wait > 0 { peer::probe(&req) } else { None };
-    let signer = &state.signer;
-    let (acquired, token) = org
+    let (signer, org_id) = (&state.signer, key.org.as_str());
+    // The answer is made (the token signed) while the lease's flush is in flight, and
+    // handed back once it is durable.
+    let (_, answer) = org
         .acquire(request, Duration::from_secs(wait), gone, |a| {
-            token(signer, key.org.as_str(), &a.lease)
+            granted(signer, org_id, a)
         })
         .await?;
+    Ok(answer)
+}
+
+/// The answer to an acquire: 201 with the new lease, or 200 with the machine's own.
+fn granted(signer: &Signer, org: &str, acquired: &Acquired) -> HttpResponse {
     let lease = &acquired.lease;
     let body = Granted {
         session_id: lease.id.as_str(),
-        token,
+        token: token(signer, org, lease),
         expires_at: rfc3339(lease.expires_at),
         heartbeat_interval_seconds: lease.heartbeat_interval_seconds(),
         product: &lease.product,
         pool: lease.pool.as_str(),
     };
-    Ok(if acquired.fresh {
+    if acquired.fresh {
         HttpResponse::Created().json(body)
     } else {
         HttpResponse::Ok().json(body)
-    })
+    }
 }
 
 /// Extends the caller's lease and answers a fresh token.
