@@ -84,6 +84,9 @@ impl OrgHandle {
         decide: impl FnOnce(&OrgState, Timestamp) -> Result<Applied<R>, DomainError> + Send + 'static,
     ) -> Result<R, ActorError> {
         let msg = Command {
+            // None on a runtime route, whose span is made only when it logs (see
+            // `http::trace_request`): its commands change no audited state, and the
+            // actor logs nothing else for them.
             span: tracing::Span::current(),
             by: by.actor(),
             durability,
@@ -418,18 +421,19 @@ impl OrgHandle {
             .await
     }
 
-    /// Acquires a seat, waiting up to `wait` for one. `gone` tells whether the caller
-    /// has left; a waiter that has is never granted a seat. `prepare` makes the answer
-    /// from the lease (the token is signed there) while its flush is in flight: the
-    /// answer is handed back only once the lease is durable, but the flush's wait no
-    /// longer adds the signing to every acquire of its round.
+    /// Acquires a seat, waiting up to `wait` for one, and answers what `prepare` makes
+    /// of it. `gone` tells whether the caller has left; a waiter that has is never
+    /// granted a seat. A seat granted at once is prepared (its token signed) while its
+    /// flush is in flight, so the flush's wait no longer adds the signing to every
+    /// acquire of its round; a waiter's, once it is durable. Either way the answer is
+    /// handed back only once the lease is durable.
     pub async fn acquire<T>(
         &self,
         request: AcquireRequest,
         wait: Duration,
         gone: Option<GoneProbe>,
         prepare: impl FnOnce(&Acquired) -> T,
-    ) -> Result<(Acquired, T), ActorError> {
+    ) -> Result<T, ActorError> {
         // Copied only when the line will be logged: this is the acquire path.
         let logged = tracing::enabled!(tracing::Level::DEBUG)
             .then(|| (request.member.clone(), request.product.clone()));
@@ -467,7 +471,7 @@ impl OrgHandle {
                 "acquire"
             );
         }
-        answer
+        answer.map(|(_, prepared)| prepared)
     }
 
     /// Extends a member's own lease; answered once journaled, before its flush.

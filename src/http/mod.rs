@@ -124,11 +124,13 @@ pub async fn record_metrics(
 /// the access log is on. A client's own `X-Request-Id` is kept if it is 1-64 characters
 /// of `[A-Za-z0-9._-]` (it reaches the logs), else replaced.
 ///
-/// On the runtime routes (`/v1/sessions…`) nothing is logged at `info` unless the
-/// request fails, and making the span was the largest cost of this middleware (~1 µs a
-/// request: the subscriber formats its field and tracks it at every poll): there, unless
-/// debug lines or the access log are on, the span is made only when a line is logged
-/// ([`lazy_span`]).
+/// On the runtime routes (`/v1/sessions…`) nothing is logged at `info` but a failure or
+/// a waiting acquire's warning, and making the span was the largest cost of this
+/// middleware (~1 µs a request: the subscriber formats its field and tracks it at every
+/// poll): there, unless debug lines or the access log are on, the span is made only
+/// when a line is logged ([`lazy_span`]). Their org actor then gets no span either
+/// (commands carry the current one): it logs only audited changes, which runtime
+/// commands never make.
 pub async fn trace_request(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -145,22 +147,28 @@ pub async fn trace_request(
     let lazy = logged.is_none()
         && req.path().starts_with("/v1/sessions")
         && tracing::level_filters::LevelFilter::current() < tracing::Level::DEBUG;
-    let (mut res, span) = if lazy {
+    let (answer, span) = if lazy {
         req.extensions_mut().insert(RequestId(id.clone()));
-        (next.call(req).await?, None)
+        (next.call(req).await, None)
     } else {
         let span = request_span(&id);
-        (next.call(req).instrument(span.clone()).await?, Some(span))
+        (next.call(req).instrument(span.clone()).await, Some(span))
     };
-    let failed = res.status().is_server_error();
-    if failed || logged.is_some() {
+    // Internals stay in the log; the client learns only that it failed.
+    let failure = match &answer {
+        Ok(res) => res
+            .response()
+            .error()
+            .filter(|_| res.status().is_server_error()),
+        Err(e) => Some(e).filter(|e| e.as_response_error().status_code().is_server_error()),
+    };
+    if failure.is_some() || logged.is_some() {
         let span = span.unwrap_or_else(|| request_span(&id));
         let _in_request = span.enter();
-        if let Some(e) = res.response().error().filter(|_| failed) {
-            // Internals stay in the log; the client learned only that it failed.
+        if let Some(e) = failure {
             tracing::error!(error = %e, "request failed");
         }
-        if let Some((method, path, started)) = logged {
+        if let (Some((method, path, started)), Ok(res)) = (&logged, &answer) {
             tracing::info!(
                 method = method.as_str(),
                 path,
@@ -170,12 +178,12 @@ pub async fn trace_request(
             );
         }
     }
+    let mut res = answer?;
     res.headers_mut().insert(REQUEST_ID, id);
     Ok(res)
 }
 
 /// The id of a request whose span [`trace_request`] left to be made when needed.
-#[derive(Clone)]
 struct RequestId(HeaderValue);
 
 fn request_span(id: &HeaderValue) -> tracing::Span {
@@ -220,4 +228,116 @@ thread_local! {
     /// The request series this worker has seen, with their handles: a request costs a
     /// map lookup, not a labelled key built and registered.
     static SERIES: RefCell<HashMap<SeriesKey, (Counter, Histogram)>> = RefCell::default();
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use actix_web::{middleware, test, App, HttpResponse};
+    use tracing_subscriber::layer::{Context, SubscriberExt};
+    use tracing_subscriber::Layer;
+
+    use super::*;
+    use crate::actors::ActorError;
+
+    /// What the subscriber wrote.
+    #[derive(Clone, Default)]
+    struct Written(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Written {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Written {
+        type Writer = Written;
+        fn make_writer(&'a self) -> Written {
+            self.clone()
+        }
+    }
+
+    /// Counts the spans made.
+    struct Spans(Arc<AtomicUsize>);
+
+    impl<S: tracing::Subscriber> Layer<S> for Spans {
+        fn on_new_span(
+            &self,
+            _: &tracing::span::Attributes<'_>,
+            _: &tracing::span::Id,
+            _: Context<'_, S>,
+        ) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[actix_web::test]
+    async fn a_runtime_route_makes_its_span_only_to_log_a_failure_in_it() {
+        let (written, spans) = (Written::default(), Arc::new(AtomicUsize::new(0)));
+        let subscriber = tracing_subscriber::registry()
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(written.clone())
+                    .with_ansi(false)
+                    .with_filter(tracing_subscriber::filter::LevelFilter::INFO),
+            )
+            .with(Spans(spans.clone()).with_filter(tracing_subscriber::filter::LevelFilter::INFO));
+        let _default = tracing::subscriber::set_default(subscriber);
+        let app = test::init_service(
+            App::new()
+                .wrap(middleware::from_fn(trace_request))
+                .route(
+                    "/v1/sessions",
+                    web::post().to(|| async { HttpResponse::Created().finish() }),
+                )
+                .route(
+                    "/v1/sessions/{id}",
+                    web::delete().to(|| async {
+                        Err::<HttpResponse, _>(ApiError::Actor(ActorError::Unavailable))
+                    }),
+                )
+                .route(
+                    "/v1/orgs",
+                    web::post().to(|| async { HttpResponse::Created().finish() }),
+                ),
+        )
+        .await;
+        let call = |method: Method, uri: &str| {
+            test::TestRequest::default()
+                .method(method)
+                .uri(uri)
+                .insert_header(("x-request-id", "req-7"))
+                .to_request()
+        };
+
+        let granted = test::call_service(&app, call(Method::POST, "/v1/sessions")).await;
+        assert_eq!(granted.status(), 201);
+        assert_eq!(granted.headers().get(&REQUEST_ID).unwrap(), "req-7");
+        assert_eq!(spans.load(Ordering::SeqCst), 0, "a quiet runtime request");
+
+        let failed = test::call_service(&app, call(Method::DELETE, "/v1/sessions/s1")).await;
+        assert_eq!(failed.status(), 500);
+        assert_eq!(failed.headers().get(&REQUEST_ID).unwrap(), "req-7");
+        assert_eq!(spans.load(Ordering::SeqCst), 1, "made to log the failure");
+        let text = String::from_utf8(written.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 1, "{text}");
+        assert!(
+            lines[0].contains(r#"request{request_id="req-7"}"#)
+                && lines[0].contains("request failed")
+                && lines[0].contains("organization actor unavailable"),
+            "{text}"
+        );
+
+        // Any other route has its span from the start.
+        let founded = test::call_service(&app, call(Method::POST, "/v1/orgs")).await;
+        assert_eq!(founded.status(), 201);
+        assert_eq!(spans.load(Ordering::SeqCst), 2);
+    }
 }

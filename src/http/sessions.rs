@@ -162,8 +162,8 @@ pub async fn acquire(
     let gone = if wait > 0 { peer::probe(&req) } else { None };
     let (signer, org_id) = (&state.signer, key.org.as_str());
     // The answer is made (the token signed) while the lease's flush is in flight, and
-    // handed back once it is durable.
-    let (_, answer) = org
+    // handed back once it is durable (a waiter's, once it is durable).
+    let answer = org
         .acquire(request, Duration::from_secs(wait), gone, |a| {
             granted(signer, org_id, a)
         })
