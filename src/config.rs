@@ -29,7 +29,7 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Whether every HTTP request is logged.
     pub access_log: bool,
-    /// HTTP worker threads; 0 means one per core.
+    /// HTTP worker threads; 0 means one per core and one more.
     pub workers: usize,
     /// Threads of their own for the organization actors; 0 runs them on the HTTP workers.
     pub actor_threads: usize,
@@ -141,10 +141,11 @@ impl Config {
             .expect("embedded defaults are valid")
     }
 
-    /// HTTP workers after resolving 0.
+    /// HTTP workers after resolving 0: one more than the cores, so a worker the
+    /// scheduler sets aside holds fewer of the connections waiting on the actors.
     pub fn http_workers(&self) -> usize {
         match self.workers {
-            0 => cores(),
+            0 => cores() + 1,
             n => n,
         }
     }
@@ -191,7 +192,7 @@ pub struct Overrides {
         help = described("One info line per HTTP request (method, path, status, time)", "access_log"))]
     access_log: Option<bool>,
     #[arg(long, env = "SEATKEEPER_WORKERS", value_name = "N",
-        help = described("HTTP worker threads; 0 means one per core", "workers"))]
+        help = described("HTTP worker threads; 0 means one per core and one more", "workers"))]
     workers: Option<usize>,
     #[arg(long, env = "SEATKEEPER_ACTOR_THREADS", value_name = "N",
         help = described("Threads of their own for the organization actors; 0 runs them on the HTTP workers", "actor_threads"))]
