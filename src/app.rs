@@ -45,6 +45,7 @@ pub struct Application {
     /// The listener of `metrics.bind`, if set.
     metrics: Option<Server>,
     store: Store,
+    state: web::Data<AppState>,
 }
 
 impl Application {
@@ -77,7 +78,6 @@ impl Application {
                 per_org: config.sessions.max_waiters_per_org,
             },
         };
-        let directory = Directory::start(store.clone(), recovered, config.placement(), settings);
         if config.store.audit_retention_days > 0 {
             prune_audit_log(store.clone(), config.store.audit_retention_days);
         }
@@ -89,15 +89,7 @@ impl Application {
             "store recovered"
         );
 
-        let state = web::Data::new(AppState {
-            directory,
-            signer,
-            store: store.clone(),
-            operator_hash: secrets::hash(&operator_token),
-            max_wait_seconds: config.sessions.max_wait_seconds,
-            access_log: config.access_log,
-            metrics_elsewhere: config.metrics.bind.is_some(),
-        });
+        // Bound before any actor starts: a refused bind leaves nothing running.
         let metrics = match &config.metrics.bind {
             Some(bind) => Some(metrics_server(bind)?),
             None => None,
@@ -107,7 +99,18 @@ impl Application {
         let addr = listener
             .local_addr()
             .map_err(io("listener address".into()))?;
+        let directory = Directory::start(store.clone(), recovered, config.placement(), settings);
+        let state = web::Data::new(AppState {
+            directory,
+            signer,
+            store: store.clone(),
+            operator_hash: secrets::hash(&operator_token),
+            max_wait_seconds: config.sessions.max_wait_seconds,
+            access_log: config.access_log,
+            metrics_elsewhere: config.metrics.bind.is_some(),
+        });
         let scheme = if tls.is_some() { "https" } else { "http" };
+        let app_state = state.clone();
         let server = HttpServer::new(move || {
             state.directory.adopt_worker();
             App::new()
@@ -130,6 +133,7 @@ impl Application {
             server,
             metrics,
             store,
+            state: app_state,
         })
     }
 
@@ -154,6 +158,8 @@ impl Application {
         if let Some(metrics) = metrics {
             metrics.stop(true).await;
         }
+        // The actors stop first: nothing decides a change once the store is closed.
+        self.state.directory.stop().await;
         // Flushed whether serving ended well or not.
         let closed = self.store.close().await;
         served.map_err(|source| StartError::Io {

@@ -82,6 +82,8 @@ pub struct Directory {
     store: Store,
     /// Where actors run: the dedicated arbiters, or the HTTP workers as they start.
     arbiters: RwLock<Vec<ArbiterHandle>>,
+    /// The dedicated arbiters' threads, stopped and joined by [`Directory::stop`].
+    dedicated: Mutex<Vec<Arbiter>>,
     next_arbiter: AtomicUsize,
     /// Recovered organizations not yet placed, one list per HTTP worker still to start.
     unplaced: Mutex<Vec<Vec<Recovered>>>,
@@ -119,12 +121,11 @@ impl Directory {
             }
             r.state.refresh_access();
         }
-        let (arbiters, shares) = match placement {
-            Placement::Dedicated(n) => {
-                ((0..n.max(1)).map(|_| Arbiter::new().handle()).collect(), 1)
-            }
+        let (dedicated, shares) = match placement {
+            Placement::Dedicated(n) => ((0..n.max(1)).map(|_| Arbiter::new()).collect(), 1),
             Placement::Workers(n) => (Vec::new(), n.max(1)),
         };
+        let arbiters = dedicated.iter().map(Arbiter::handle).collect();
         let mut unplaced: Vec<Vec<Recovered>> = (0..shares).map(|_| Vec::new()).collect();
         for (i, r) in recovered.into_iter().enumerate() {
             unplaced[i % shares].push(r);
@@ -134,6 +135,7 @@ impl Directory {
             keys: Arc::new(KeyIndex::default()),
             store,
             arbiters: RwLock::new(arbiters),
+            dedicated: Mutex::new(dedicated),
             next_arbiter: AtomicUsize::new(0),
             unplaced: Mutex::new(unplaced),
             on_workers: matches!(placement, Placement::Workers(_)),
@@ -143,6 +145,27 @@ impl Directory {
             directory.place(0, None);
         }
         directory
+    }
+
+    /// Stops the org actors on dedicated threads and waits for them to end, so that the
+    /// store closes after every actor (an expiry or a lapsed pool decided after the
+    /// close would be lost unwritten). Actors on the HTTP workers stop with them.
+    pub async fn stop(&self) {
+        let dedicated = std::mem::take(&mut *self.dedicated.lock().expect("dedicated lock"));
+        if dedicated.is_empty() {
+            return;
+        }
+        let joined = actix_web::rt::task::spawn_blocking(move || {
+            for arbiter in dedicated {
+                arbiter.stop();
+                if arbiter.join().is_err() {
+                    tracing::error!("an organization actor thread panicked");
+                }
+            }
+        });
+        if joined.await.is_err() {
+            tracing::error!("joining the organization actor threads failed");
+        }
     }
 
     /// Runs on each HTTP worker as it starts, before the server accepts a connection:

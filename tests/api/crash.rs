@@ -23,24 +23,26 @@ pub struct Server {
 
 impl Server {
     pub fn start(dir: &Path) -> Server {
-        Server::start_with(dir, 100)
+        Server::start_with(dir, 100, 1)
     }
 
     /// Starts the binary on `addr` (`127.0.0.1:0`: a free port).
     pub fn start_at(dir: &Path, addr: &str) -> Server {
-        Server::start_on(dir, 100, addr)
+        Server::start_on(dir, 100, addr, 1)
     }
 
     /// Starts the binary snapshotting every `snapshot_every` events (at least twice the
-    /// org's size), so small values make kills land during compaction.
-    fn start_with(dir: &Path, snapshot_every: u64) -> Server {
-        Server::start_on(dir, snapshot_every, "127.0.0.1:0")
+    /// org's size), so small values make kills land during compaction, with the org
+    /// actors on `actor_threads` threads of their own (0: on the HTTP workers).
+    fn start_with(dir: &Path, snapshot_every: u64, actor_threads: usize) -> Server {
+        Server::start_on(dir, snapshot_every, "127.0.0.1:0", actor_threads)
     }
 
-    fn start_on(dir: &Path, snapshot_every: u64, bind: &str) -> Server {
+    fn start_on(dir: &Path, snapshot_every: u64, bind: &str, actor_threads: usize) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_seatkeeper"))
             .arg("serve")
             .env("SEATKEEPER_BIND", bind)
+            .env("SEATKEEPER_ACTOR_THREADS", actor_threads.to_string())
             .env("SEATKEEPER_DATA_DIR", dir)
             .env("SEATKEEPER_OPERATOR_TOKEN", OPERATOR)
             .env("SEATKEEPER_LOG", "info")
@@ -239,7 +241,14 @@ async fn write_until_killed(
 
 #[tokio::test]
 async fn kill_9_loses_no_acknowledged_change() {
-    kill_9_rounds(100, 3, None, 3600).await;
+    kill_9_rounds(100, 3, None, 3600, 1).await;
+}
+
+/// The same with the org actors on the HTTP workers, where each worker recovers its
+/// share of the orgs as it starts.
+#[tokio::test]
+async fn kill_9_loses_no_acknowledged_change_with_actors_on_the_workers() {
+    kill_9_rounds(100, 2, None, 3600, 0).await;
 }
 
 /// Heartbeats and releases are answered before their flush. After `kill -9` no
@@ -247,14 +256,14 @@ async fn kill_9_loses_no_acknowledged_change() {
 /// for at most one more ttl, and no cap is exceeded.
 #[tokio::test]
 async fn kill_9_keeps_heartbeat_promises_and_bounds_lost_releases() {
-    kill_9_rounds(100, 3, Some(Duration::from_millis(1100)), 30).await;
+    kill_9_rounds(100, 3, Some(Duration::from_millis(1100)), 30, 1).await;
 }
 
 /// With a tiny snapshot threshold the org is snapshotted every few dozen events, so
 /// the kills land while snapshots are written and the journal behind them is deleted.
 #[tokio::test]
 async fn kill_9_during_compaction_loses_no_acknowledged_change() {
-    let dir = kill_9_rounds(1, 4, Some(Duration::ZERO), 3600).await;
+    let dir = kill_9_rounds(1, 4, Some(Duration::ZERO), 3600, 1).await;
     let snapshots = std::fs::read_dir(dir.path().join("snapshots")).unwrap();
     assert!(
         snapshots
@@ -271,9 +280,10 @@ async fn kill_9_rounds(
     rounds: usize,
     cycle: Option<Duration>,
     ttl: u32,
+    actor_threads: usize,
 ) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_with(dir.path(), snapshot_every);
+    let server = Server::start_with(dir.path(), snapshot_every, actor_threads);
     let org = server.app.create_org("crash").await;
     server.app.floating_pool(&org, "kre", 1_000_000, ttl).await;
     let small = server.app.floating_pool(&org, "kse", 3, 3600).await;
@@ -287,7 +297,7 @@ async fn kill_9_rounds(
     let mut server = server;
     for round in 1..=rounds {
         write_until_killed(server, &org, acked.clone(), round * 150, cycle).await;
-        server = Server::start_with(dir.path(), snapshot_every);
+        server = Server::start_with(dir.path(), snapshot_every, actor_threads);
         // Recovery ran before the server listened: its restart time is before this.
         let listening = time::OffsetDateTime::now_utc();
         let app = &server.app;
@@ -394,8 +404,17 @@ async fn kill_9_rounds(
 
 #[tokio::test]
 async fn sigterm_drains_flushes_and_exits_0() {
+    sigterm_drains_and_flushes(1).await;
+}
+
+#[tokio::test]
+async fn sigterm_drains_flushes_and_exits_0_with_actors_on_the_workers() {
+    sigterm_drains_and_flushes(0).await;
+}
+
+async fn sigterm_drains_and_flushes(actor_threads: usize) {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
+    let server = Server::start_with(dir.path(), 100, actor_threads);
     let org = server.app.create_org("term").await;
     server.app.floating_pool(&org, "kre", 5, 3600).await;
     let (_, lease) = server.app.acquire(&org.owner_key, "kre", "m").await;
@@ -407,7 +426,7 @@ async fn sigterm_drains_flushes_and_exits_0() {
     drop(server);
     assert_eq!(exit.code(), Some(0), "clean exit on SIGTERM");
 
-    let server = Server::start(dir.path());
+    let server = Server::start_with(dir.path(), 100, actor_threads);
     let live = server.app.all_sessions(&org).await;
     assert_eq!(live.len(), 1);
     assert_eq!(live[0]["id"], lease["session_id"]);
