@@ -79,9 +79,6 @@ impl Application {
                 per_org: config.sessions.max_waiters_per_org,
             },
         };
-        if config.store.audit_retention_days > 0 {
-            prune_audit_log(store.clone(), config.store.audit_retention_days);
-        }
         (figures.recovery_micros).store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         tracing::info!(
             orgs,
@@ -90,7 +87,7 @@ impl Application {
             "store recovered"
         );
 
-        // Bound before any actor starts: a refused bind leaves nothing running.
+        // Bound before any actor starts: a refused bind leaves no actor to stop.
         let metrics = match &config.metrics.bind {
             Some(bind) => Some(metrics_server(bind)?),
             None => None,
@@ -101,6 +98,9 @@ impl Application {
             .local_addr()
             .map_err(io("listener address".into()))?;
         let directory = Directory::start(store.clone(), recovered, config.placement(), settings);
+        if config.store.audit_retention_days > 0 {
+            prune_audit_log(store.clone(), config.store.audit_retention_days);
+        }
         let state = web::Data::new(AppState {
             directory,
             signer,
@@ -122,12 +122,21 @@ impl Application {
         })
         .workers(config.http_workers())
         .on_connect(http::peer::on_connect);
-        let server = match tls {
+        let server = match match tls {
             Some(tls) => server.listen_rustls_0_23(listener, tls),
             None => server.listen(listener),
-        }
-        .map_err(io(format!("listen on {addr}")))?
-        .run();
+        } {
+            Ok(server) => server.run(),
+            Err(e) => {
+                app_state.directory.stop().await;
+                return Err(io(format!("listen on {addr}"))(e));
+            }
+        };
+        tracing::info!(
+            http_workers = config.http_workers(),
+            actor_threads = config.actor_threads,
+            "serving"
+        );
         tracing::info!("listening on {scheme}://{addr}");
         Ok(Application {
             addr,
@@ -159,7 +168,8 @@ impl Application {
         if let Some(metrics) = metrics {
             metrics.stop(true).await;
         }
-        // The actors stop first: nothing decides a change once the store is closed.
+        // The actor threads stop first: none decides a change once the store is closed
+        // (actors on the HTTP workers end with them, unwaited; see `Directory::stop`).
         self.state.directory.stop().await;
         // Flushed whether serving ended well or not.
         let closed = self.store.close().await;
@@ -224,9 +234,13 @@ fn raise_open_file_limit() {
 /// by nothing it does not start.
 fn no_transparent_huge_pages() {
     #[cfg(target_os = "linux")]
-    // SAFETY: prctl with integer arguments only; it changes a flag of this process.
-    if unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) } != 0 {
-        tracing::warn!(error = %std::io::Error::last_os_error(), "could not turn transparent huge pages off; latency may have spikes");
+    {
+        let (on, unused): (libc::c_ulong, libc::c_ulong) = (1, 0);
+        // SAFETY: prctl with integer arguments only; it changes a flag of this process.
+        let set = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, on, unused, unused, unused) };
+        if set != 0 {
+            tracing::warn!(error = %std::io::Error::last_os_error(), "could not turn transparent huge pages off; latency may have spikes");
+        }
     }
 }
 

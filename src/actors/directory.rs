@@ -149,15 +149,18 @@ impl Directory {
 
     /// Stops the org actors on dedicated threads and waits for them to end, so that the
     /// store closes after every actor (an expiry or a lapsed pool decided after the
-    /// close would be lost unwritten). Actors on the HTTP workers stop with them.
+    /// close would be lost unwritten). Actors on the HTTP workers are not waited for:
+    /// actix stops each worker's thread after the server has stopped.
     pub async fn stop(&self) {
         let dedicated = std::mem::take(&mut *self.dedicated.lock().expect("dedicated lock"));
         if dedicated.is_empty() {
             return;
         }
         let joined = actix_web::rt::task::spawn_blocking(move || {
-            for arbiter in dedicated {
+            for arbiter in &dedicated {
                 arbiter.stop();
+            }
+            for arbiter in dedicated {
                 if arbiter.join().is_err() {
                     tracing::error!("an organization actor thread panicked");
                 }
@@ -406,21 +409,39 @@ mod tests {
     use super::*;
     use crate::domain::WaitLimits;
 
-    /// A request that took an org's handle just before the org was deleted hears that
-    /// the org is gone, as one arriving after it would, not a server error.
-    #[actix_web::test]
-    async fn a_handle_held_across_a_delete_answers_not_found() {
-        let dir = tempfile::tempdir().unwrap();
-        let (store, recovered) = Store::open(dir.path()).unwrap();
-        let settings = ActorSettings {
+    fn settings() -> ActorSettings {
+        ActorSettings {
             snapshot_every: 1000,
             wait_limits: WaitLimits {
                 per_key: 10,
                 per_member: 10,
                 per_org: 10,
             },
-        };
-        let directory = Directory::start(store, recovered, Placement::Dedicated(1), settings);
+        }
+    }
+
+    /// A stop ends the actors on dedicated threads before it returns: the store can
+    /// then close with no actor left to decide a change it would not write.
+    #[actix_web::test]
+    async fn stop_ends_the_dedicated_actor_threads() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, recovered) = Store::open(dir.path()).unwrap();
+        let directory = Directory::start(store, recovered, Placement::Dedicated(2), settings());
+        let org = directory.found("stopping", "o@example.com").await.unwrap();
+        let handle = directory.org(org.id.as_str()).unwrap();
+        handle.summary().await.unwrap();
+        directory.stop().await;
+        let err = handle.summary().await.unwrap_err();
+        assert!(matches!(err, ActorError::Unavailable), "{err:?}");
+    }
+
+    /// A request that took an org's handle just before the org was deleted hears that
+    /// the org is gone, as one arriving after it would, not a server error.
+    #[actix_web::test]
+    async fn a_handle_held_across_a_delete_answers_not_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, recovered) = Store::open(dir.path()).unwrap();
+        let directory = Directory::start(store, recovered, Placement::Dedicated(1), settings());
         let org = directory.found("doomed", "o@example.com").await.unwrap();
         let held = directory.org(org.id.as_str()).unwrap();
         held.summary().await.unwrap();

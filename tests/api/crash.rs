@@ -55,12 +55,20 @@ impl Server {
             .spawn()
             .expect("start seatkeeper");
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut placed = false;
         let addr = loop {
             let line = lines
                 .next()
                 .expect("the server logs its address before exiting")
                 .expect("read log");
+            if line.contains(" serving") {
+                // The placement the test asked for is the one the server runs.
+                let wanted = format!("actor_threads={actor_threads}");
+                assert!(line.contains(&wanted), "{wanted} in {line}");
+                placed = true;
+            }
             if let Some((_, rest)) = line.split_once("listening on http://") {
+                assert!(placed, "the server logs its threads before it listens");
                 break rest.trim().to_owned();
             }
         };
