@@ -409,27 +409,31 @@ mod tests {
     use super::*;
     use crate::domain::WaitLimits;
 
-    fn settings() -> ActorSettings {
-        ActorSettings {
+    /// A directory on `threads` dedicated actor threads with one org, founded and
+    /// answering; the temporary directory holds its store.
+    async fn one_org(threads: usize) -> (tempfile::TempDir, Directory, OrgId, OrgHandle) {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, recovered) = Store::open(dir.path()).unwrap();
+        let settings = ActorSettings {
             snapshot_every: 1000,
             wait_limits: WaitLimits {
                 per_key: 10,
                 per_member: 10,
                 per_org: 10,
             },
-        }
+        };
+        let directory = Directory::start(store, recovered, Placement::Dedicated(threads), settings);
+        let org = directory.found("test", "o@example.com").await.unwrap();
+        let handle = directory.org(org.id.as_str()).unwrap();
+        handle.summary().await.unwrap();
+        (dir, directory, org.id, handle)
     }
 
     /// A stop ends the actors on dedicated threads before it returns: the store can
     /// then close with no actor left to decide a change it would not write.
     #[actix_web::test]
     async fn stop_ends_the_dedicated_actor_threads() {
-        let dir = tempfile::tempdir().unwrap();
-        let (store, recovered) = Store::open(dir.path()).unwrap();
-        let directory = Directory::start(store, recovered, Placement::Dedicated(2), settings());
-        let org = directory.found("stopping", "o@example.com").await.unwrap();
-        let handle = directory.org(org.id.as_str()).unwrap();
-        handle.summary().await.unwrap();
+        let (_dir, directory, _, handle) = one_org(2).await;
         directory.stop().await;
         let err = handle.summary().await.unwrap_err();
         assert!(matches!(err, ActorError::Unavailable), "{err:?}");
@@ -439,13 +443,8 @@ mod tests {
     /// the org is gone, as one arriving after it would, not a server error.
     #[actix_web::test]
     async fn a_handle_held_across_a_delete_answers_not_found() {
-        let dir = tempfile::tempdir().unwrap();
-        let (store, recovered) = Store::open(dir.path()).unwrap();
-        let directory = Directory::start(store, recovered, Placement::Dedicated(1), settings());
-        let org = directory.found("doomed", "o@example.com").await.unwrap();
-        let held = directory.org(org.id.as_str()).unwrap();
-        held.summary().await.unwrap();
-        directory.delete(org.id.as_str()).await.unwrap();
+        let (_dir, directory, org, held) = one_org(1).await;
+        directory.delete(org.as_str()).await.unwrap();
         assert!(
             held.access_view().is_err(),
             "the query's view of a deleted org"
