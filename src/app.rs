@@ -122,10 +122,11 @@ impl Application {
         })
         .workers(config.http_workers())
         .on_connect(http::peer::on_connect);
-        let server = match match tls {
+        let listening = match tls {
             Some(tls) => server.listen_rustls_0_23(listener, tls),
             None => server.listen(listener),
-        } {
+        };
+        let server = match listening {
             Ok(server) => server.run(),
             Err(e) => {
                 app_state.directory.stop().await;
